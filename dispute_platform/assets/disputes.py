@@ -1,0 +1,370 @@
+"""The six dispute assets, one dynamic partition per dispute (key = case id).
+
+Assets are thin: they read and write Postgres through `store.repo`, call the workflow functions,
+and describe what happened as per-partition metadata. A run carries many disputes at once (a
+partition range with a single-run backfill policy), so every asset loops over
+`context.partition_keys` and returns a `MaterializeResult`; nothing goes through an IO manager.
+"""
+
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+from dagster import (
+    AssetExecutionContext,
+    Backoff,
+    BackfillPolicy,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    ResourceParam,
+    RetryPolicy,
+    asset,
+)
+from pydantic import Field
+
+from dispute_platform.domain.models import DisputeEvent, EnrichedContext
+from dispute_platform.domain.states import INTAKE_MAY_RUN, PROPOSAL_MAY_REGENERATE, PROPOSAL_MAY_RUN, Status
+from dispute_platform.partitions import disputes_partitions
+from dispute_platform.resources.email import EmailSender
+from dispute_platform.resources.limits import LimitsResource
+from dispute_platform.resources.llm import ProposalProvider
+from dispute_platform.resources.postgres import PostgresResource
+from dispute_platform.resources.providers import BillingProvider, CRMProvider, PaymentsProvider
+from dispute_platform.resources.sqs import SQSResource
+from dispute_platform.resources.vectors import VectorStoreResource
+from dispute_platform.settings import get_settings
+from dispute_platform.store import repo
+from dispute_platform.workflow.enrich import CaseMissing, Providers, enrich_event
+from dispute_platform.workflow.notify import notify_reviewers
+from dispute_platform.workflow.propose import ProposalOutcome, propose, query_text
+
+GROUP = "disputes"
+BATCHED = BackfillPolicy.single_run()
+# Source systems and model APIs fail transiently; steps are idempotent, so retrying is safe.
+TRANSIENT_RETRY = RetryPolicy(max_retries=3, delay=5, backoff=Backoff.EXPONENTIAL)
+
+
+def _money(value: Decimal | None) -> float | None:
+    return float(value) if value is not None else None
+
+
+# --- raw_case ------------------------------------------------------------------------------
+
+
+@asset(
+    partitions_def=disputes_partitions,
+    backfill_policy=BATCHED,
+    group_name=GROUP,
+    kinds={"postgres", "sqs"},
+    description="The dispute as it arrived on SQS (stored by the sensor before the message was deleted).",
+)
+def raw_case(context: AssetExecutionContext, postgres: PostgresResource) -> MaterializeResult:
+    keys = list(context.partition_keys)
+
+    def load(cur) -> tuple[dict[str, dict], dict[str, dict]]:
+        events = repo.events_for(cur, keys)
+        states = repo.workflow_states(cur, keys)
+        for key in events:
+            if key in states and states[key]["status"] in INTAKE_MAY_RUN:
+                repo.set_status(cur, key, Status.RUNNING, "raw_case")
+                repo.audit(cur, key, "raw_case", "materialized", run_id=context.run_id)
+        return events, states
+
+    events, states = postgres.db.transact(load)
+    for key in keys:
+        row = events.get(key)
+        if row is None:
+            context.add_asset_metadata({"status": "no event stored for this case id"}, partition_key=key)
+            continue
+        body = row["body"]
+        context.add_asset_metadata(
+            {
+                "event_id": row["event_id"],
+                "customer_id": body.get("customer_id") or "-",
+                "dispute_type (event)": body.get("dispute_type") or "-",
+                "amount (event)": body.get("amount") if isinstance(body.get("amount"), int | float) else None,
+                "received_at": row["received_at"].isoformat(),
+                "status": states.get(key, {}).get("status", "unknown"),
+            },
+            partition_key=key,
+        )
+    missing = [k for k in keys if k not in events]
+    if missing:
+        context.log.warning(f"{len(missing)} partition(s) have no stored event: {missing[:10]}")
+    return MaterializeResult(metadata={"disputes": len(keys), "missing_events": len(missing)})
+
+
+# --- enriched_context ----------------------------------------------------------------------
+
+
+def _context_metadata(enriched: EnrichedContext) -> dict:
+    verdict, account = enriched.verdict, enriched.crm.account
+    return {
+        "customer": f"{account.name} ({account.customer_id})",
+        "segment": account.segment.value,
+        "dispute_type": verdict.dispute_type,
+        "disputed_amount": _money(verdict.disputed_amount),
+        "billed_amount": _money(verdict.billed_amount),
+        "refundable_amount": _money(verdict.refundable_amount),
+        "days_since_charge": verdict.days_since_charge,
+        "charge": verdict.disputed_charge_id or "-",
+        "valid": verdict.valid,
+        "verdict": verdict.summary,
+    }
+
+
+@asset(
+    partitions_def=disputes_partitions,
+    backfill_policy=BATCHED,
+    group_name=GROUP,
+    deps=[raw_case],
+    kinds={"postgres"},
+    retry_policy=TRANSIENT_RETRY,
+    description="Case and account (CRM), subscription and invoices (billing), charges, refunds and "
+    "disputes (payments), fetched concurrently, with the validation verdict. Invalid disputes stop here.",
+)
+def enriched_context(
+    context: AssetExecutionContext,
+    postgres: PostgresResource,
+    crm: ResourceParam[CRMProvider],
+    billing: ResourceParam[BillingProvider],
+    payments: ResourceParam[PaymentsProvider],
+) -> MaterializeResult:
+    keys = list(context.partition_keys)
+    db = postgres.db
+    events, states = db.transact(lambda cur: (repo.events_for(cur, keys), repo.workflow_states(cur, keys)))
+    todo = [k for k in keys if k in events and states.get(k, {}).get("status") in INTAKE_MAY_RUN]
+    providers = Providers(crm=crm, billing=billing, payments=payments)
+    failures: dict[str, str] = {}
+    counts = {"valid": 0, "invalid": 0, "failed": 0, "skipped": len(keys) - len(todo)}
+
+    def one(key: str) -> tuple[str, EnrichedContext | CaseMissing | Exception]:
+        try:
+            event = DisputeEvent.model_validate(events[key]["body"])
+            return key, enrich_event(event, providers, fetch_pool)
+        except Exception as exc:  # noqa: BLE001 - recorded per dispute, re-raised below
+            return key, exc
+
+    with ThreadPoolExecutor(max_workers=24) as fetch_pool, ThreadPoolExecutor(max_workers=8) as dispute_pool:
+        results = list(dispute_pool.map(one, todo))
+
+    for key, result in results:
+        if isinstance(result, Exception):
+            reason = f"{result.__class__.__name__}: {result}"
+            failures[key] = reason
+            counts["failed"] += 1
+            db.transact(lambda cur, key=key, reason=reason: (
+                repo.set_status(cur, key, Status.FETCH_FAILED, "enriched_context", reason),
+                repo.audit(cur, key, "enriched_context", "fetch_failed", {"error": reason}, run_id=context.run_id),
+            ))  # fmt: skip
+            context.add_asset_metadata({"status": "fetch failed", "error": reason}, partition_key=key)
+            continue
+        if isinstance(result, CaseMissing):
+            counts["invalid"] += 1
+            db.transact(lambda cur, key=key, result=result: (
+                repo.set_status(cur, key, Status.INVALID, "enriched_context", result.reason,
+                                validation={"valid": False, "issues": [{"code": "case_not_found", "message": result.reason}]}),
+                repo.audit(cur, key, "enriched_context", "invalid", {"reason": result.reason}, run_id=context.run_id),
+            ))  # fmt: skip
+            context.add_asset_metadata({"valid": False, "verdict": result.reason}, partition_key=key)
+            continue
+        enriched = result
+        verdict = enriched.verdict
+        status = Status.ENRICHED if verdict.valid else Status.INVALID
+        counts["valid" if verdict.valid else "invalid"] += 1
+        validation = verdict.model_dump(mode="json") | {"valid": verdict.valid}
+        db.transact(lambda cur, key=key, enriched=enriched, status=status, validation=validation: (
+            repo.set_status(
+                cur, key, status, "enriched_context", None if enriched.verdict.valid else enriched.verdict.summary,
+                customer_id=enriched.crm.case.customer_id,
+                dispute_type=enriched.crm.case.dispute_type,
+                segment=enriched.crm.account.segment.value,
+                disputed_amount=enriched.crm.case.amount,
+                currency=enriched.crm.case.currency,
+                crm_data=enriched.crm.model_dump(mode="json") | {"event": enriched.event.model_dump(mode="json")},
+                billing_data=enriched.billing.model_dump(mode="json"),
+                payment_data=enriched.payments.model_dump(mode="json")
+                | {"relevant_charge_ids": [c.charge_id for c in enriched.relevant_charges]},
+                validation=validation,
+            ),
+            repo.audit(cur, key, "enriched_context", "valid" if enriched.verdict.valid else "invalid",
+                       {"issues": validation["issues"]}, run_id=context.run_id),
+        ))  # fmt: skip
+        context.add_asset_metadata(_context_metadata(enriched), partition_key=key)
+
+    for key in keys:
+        if key not in todo:
+            status = states.get(key, {}).get("status", "no workflow state")
+            context.add_asset_metadata({"status": f"not re-enriched: dispute is {status}"}, partition_key=key)
+    if failures:
+        raise Failure(
+            description=f"{len(failures)} of {len(todo)} disputes could not be fetched; they are marked fetch_failed "
+            "and the step will be retried",
+            metadata={"failures": MetadataValue.json(failures)},
+        )
+    return MaterializeResult(metadata={f"disputes_{name}": n for name, n in counts.items()})
+
+
+# --- ai_proposal ---------------------------------------------------------------------------
+
+
+class ProposalConfig(Config):
+    regenerate: bool = Field(
+        default=False,
+        description="Ask again for disputes that already have an undecided proposal (a new version supersedes it).",
+    )
+
+
+def load_context(state: dict) -> EnrichedContext:
+    """Rebuild the enriched context from what enriched_context stored (no second fetch)."""
+    from dispute_platform.domain.context import enrich
+    from dispute_platform.domain.models import BillingRecord, CrmRecord, PaymentRecord
+
+    crm_data = dict(state["crm_data"])
+    event = DisputeEvent.model_validate(crm_data.pop("event"))
+    payment_data = dict(state["payment_data"])
+    payment_data.pop("relevant_charge_ids", None)
+    return enrich(
+        event,
+        CrmRecord.model_validate(crm_data),
+        BillingRecord.model_validate(state["billing_data"]),
+        PaymentRecord.model_validate(payment_data),
+    )
+
+
+def proposal_markdown(outcome: ProposalOutcome, version: int) -> str:
+    p = outcome.proposal
+    policies = "\n".join(f"- **{h.citation}** {h.title} (relevance {h.score:.2f})" for h in outcome.policies) or "- none"
+    cases = (
+        "\n".join(f"- **{c.case_id}** {c.dispute_type}: {c.action} {c.resolved_amount or ''} (similarity {c.score:.2f})" for c in outcome.cases)
+        or "- none"
+    )
+    return (
+        f"### v{version}: {p.action.value} {p.amount} {p.currency} (confidence {p.confidence:.2f})\n\n"
+        f"{p.reasoning}\n\n**Cited:** {', '.join(p.cited_policies) or 'none'}\n\n"
+        f"**Policies retrieved**\n{policies}\n\n**Similar cases**\n{cases}\n\n"
+        f"**Flags:** {', '.join(p.flags) or 'none'}"
+    )
+
+
+@asset(
+    partitions_def=disputes_partitions,
+    backfill_policy=BATCHED,
+    group_name=GROUP,
+    deps=[enriched_context],
+    kinds={"openai", "chroma", "postgres"},
+    pool="llm",
+    retry_policy=TRANSIENT_RETRY,
+    description="A resolution proposal grounded in the top policies and similar past cases, within the "
+    "token and cost caps, saved as pending review (reviewers are told by e-mail and the review queue).",
+)
+def ai_proposal(
+    context: AssetExecutionContext,
+    config: ProposalConfig,
+    postgres: PostgresResource,
+    vectors: VectorStoreResource,
+    proposer: ResourceParam[ProposalProvider],
+    limits: LimitsResource,
+    email: ResourceParam[EmailSender],
+    sqs: SQSResource,
+) -> MaterializeResult:
+    keys = list(context.partition_keys)
+    db = postgres.db
+    states = db.transact(lambda cur: repo.workflow_states(cur, keys))
+    allowed = PROPOSAL_MAY_REGENERATE if config.regenerate else PROPOSAL_MAY_RUN
+    todo = [k for k in keys if states.get(k, {}).get("status") in allowed]
+    proposal_limits = limits.proposal_limits()
+    settings = get_settings()
+    contexts = {k: load_context(states[k]) for k in todo}
+    # One encoder call for the whole batch: far cheaper than one per dispute.
+    vectors_by_key = dict(zip(todo, vectors.embedder.encode([query_text(contexts[k]) for k in todo]), strict=True))
+    totals = {"proposed": 0, "blocked": 0, "skipped": len(keys) - len(todo), "cost_usd": Decimal("0")}
+
+    def one(key: str) -> tuple[str, ProposalOutcome | Exception, float]:
+        started = time.perf_counter()
+        try:
+            spent = Decimal(states[key]["llm_cost"] or 0)
+            outcome = propose(contexts[key], vectors, proposer, db, proposal_limits, vectors_by_key[key], spent)
+            return key, outcome, started
+        except Exception as exc:  # noqa: BLE001 - recorded per dispute, re-raised below
+            return key, exc, started
+
+    workers = 4 if proposer.cacheable else 1  # paid providers wait on the network; rules do not
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(one, todo))
+
+    failures: dict[str, str] = {}
+    for key, outcome, started in results:
+        if isinstance(outcome, Exception):
+            reason = f"{outcome.__class__.__name__}: {outcome}"
+            failures[key] = reason
+            db.transact(lambda cur, key=key, reason=reason: (
+                repo.set_status(cur, key, Status.PROPOSAL_FAILED, "ai_proposal", reason),
+                repo.audit(cur, key, "ai_proposal", "failed", {"error": reason}, run_id=context.run_id),
+            ))  # fmt: skip
+            context.add_asset_metadata({"status": "failed", "error": reason}, partition_key=key)
+            continue
+        proposal = outcome.proposal
+        blocked = not outcome.within_caps
+        status = Status.BLOCKED if blocked else Status.PENDING_REVIEW
+        failed_caps = [c.name for c in outcome.caps if not c.passed]
+        document = proposal.model_dump(mode="json")
+
+        def save(cur, key=key, document=document, status=status, proposal=proposal, failed_caps=failed_caps) -> int:
+            version = repo.save_proposal(cur, key, document, status=status, run_id=context.run_id)
+            reason = f"over cap: {', '.join(failed_caps)}" if failed_caps else None
+            repo.set_status(cur, key, status, "ai_proposal", reason, resolution_proposal=document | {"version": version},
+                            proposal_version=version)  # fmt: skip
+            repo.add_cost(cur, key, f"llm:{proposal.model}", proposal.cost_usd, llm=True)
+            repo.audit(cur, key, "ai_proposal", "blocked" if failed_caps else "proposed",
+                       {"version": version, "action": proposal.action.value, "amount": str(proposal.amount),
+                        "failed_caps": failed_caps}, run_id=context.run_id)  # fmt: skip
+            return version
+
+        version = db.transact(save)
+        if blocked:
+            totals["blocked"] += 1
+            context.log.warning(f"{key}: proposal v{version} is over a cap ({failed_caps}); it can not be executed")
+        else:
+            notify_reviewers(db, email, sqs, settings, contexts[key], outcome, version, run_id=context.run_id)
+        totals["proposed"] += 1
+        totals["cost_usd"] += proposal.cost_usd
+        context.add_asset_metadata(
+            {
+                "status": status.value,
+                "version": version,
+                "action": proposal.action.value,
+                "amount": _money(proposal.amount),
+                "confidence": proposal.confidence,
+                "provider": proposal.provider,
+                "model": proposal.model,
+                "latency_ms": int((time.perf_counter() - started) * 1000),
+                "input_tokens": proposal.input_tokens,
+                "output_tokens": proposal.output_tokens,
+                "cost_usd": float(proposal.cost_usd),
+                "cache_hit": proposal.cache_hit,
+                "flags": ", ".join(proposal.flags) or "none",
+                "summary": MetadataValue.md(proposal_markdown(outcome, version)),
+            },
+            partition_key=key,
+        )
+    for key in keys:
+        if key not in todo:
+            status = states.get(key, {}).get("status", "no workflow state")
+            context.add_asset_metadata({"status": f"no proposal: dispute is {status}"}, partition_key=key)
+    if failures:
+        raise Failure(
+            description=f"{len(failures)} of {len(todo)} proposals failed; marked proposal_failed, the step retries",
+            metadata={"failures": MetadataValue.json(failures)},
+        )
+    return MaterializeResult(
+        metadata={
+            "proposed": totals["proposed"],
+            "blocked_by_cap": totals["blocked"],
+            "skipped": totals["skipped"],
+            "llm_cost_usd": float(totals["cost_usd"]),
+        }
+    )

@@ -1,0 +1,343 @@
+"""The `dispute-platform` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from dispute_platform import __version__
+from dispute_platform.settings import get_settings
+
+console = Console()
+
+
+def _fail(message: str, code: int = 1) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    sys.exit(code)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="dispute-platform")
+def main() -> None:
+    """Billing disputes in, reviewed and executed resolutions out (a Dagster code location)."""
+    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+
+
+# --- shared plumbing ---------------------------------------------------------------------------
+
+
+@contextmanager
+def local_services(verbose: bool = True) -> Iterator[object]:
+    from dispute_platform.local import LocalServices
+
+    with LocalServices() as services:
+        if verbose:
+            for item in services.started:
+                console.print(f"[dim]started {item}[/dim]")
+        yield services
+
+
+def _migrate(verbose: bool = True) -> None:
+    from dispute_platform.store import migrations
+    from dispute_platform.store.db import Database
+
+    db = Database(os.environ["DATABASE_URL"])
+    applied = migrations.apply(db)
+    if verbose:
+        console.print(f"database: {len(applied)} migration(s) applied" + (f" ({', '.join(m.version for m in applied)})" if applied else ", up to date"))
+    db.close()
+
+
+def _set_pool_limits() -> None:
+    from dagster import DagsterInstance
+
+    with DagsterInstance.get() as instance:
+        # Chroma's persistent folder takes one writer at a time; model calls are capped too.
+        instance.event_log_storage.set_concurrency_slots("chroma_writer", 1)
+        instance.event_log_storage.set_concurrency_slots("llm", 4)
+
+
+def _dagster(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a dagster CLI command with this process's environment (services, DAGSTER_HOME)."""
+    from dispute_platform.settings import REPO_ROOT
+
+    exe = Path(sys.executable).with_name("dagster")
+    return subprocess.run([str(exe), *args], cwd=REPO_ROOT, check=check, capture_output=True, text=True)
+
+
+def _background(program: str, *args: str, log_name: str) -> subprocess.Popen:
+    """Start a long-lived Dagster process (its own session, output to .dispute_platform/logs)."""
+    from dispute_platform.settings import REPO_ROOT
+
+    log_dir = get_settings().home / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_file = (log_dir / f"{log_name}.log").open("ab")
+    exe = Path(sys.executable).with_name(program)
+    return subprocess.Popen([str(exe), *args], cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _materialize_knowledge() -> None:
+    from dispute_platform.settings import REPO_ROOT
+
+    console.print("knowledge: embedding policies and past resolutions (Dagster run)...")
+    result = _dagster(
+        "asset", "materialize", "-w", str(REPO_ROOT / "workspace.yaml"), "--select", "company_policies,historical_resolutions",
+        check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        _fail("knowledge assets failed to materialise:\n" + (result.stdout + result.stderr)[-3000:])
+
+
+# --- setup -------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--check", is_flag=True, help="Report applied migrations; exit 1 when behind.")
+@click.option("--reset", is_flag=True, help="Drop the platform's tables (and sandbox state), then recreate.")
+@click.option("--yes", is_flag=True, help="Confirm --reset.")
+@click.option("--skip-db", is_flag=True, help="Do not touch the database schema.")
+@click.option("--skip-vector", is_flag=True, help="Do not (re)build the Chroma collections.")
+def setup(check: bool, reset: bool, yes: bool, skip_db: bool, skip_vector: bool) -> None:
+    """Apply the SQL migrations idempotently and seed the knowledge base."""
+    from dispute_platform.store import migrations
+    from dispute_platform.store.db import Database
+
+    with local_services():
+        db = Database(os.environ["DATABASE_URL"])
+        if check:
+            behind = 0
+            table = Table("version", "name", "applied at", "checksum")
+            for st in migrations.status(db):
+                behind += st.applied_at is None or not st.checksum_matches
+                table.add_row(
+                    st.migration.version,
+                    st.migration.name,
+                    str(st.applied_at or "[yellow]pending[/yellow]"),
+                    "ok" if st.checksum_matches else "[red]edited after apply[/red]",
+                )
+            console.print(table)
+            if behind:
+                _fail(f"{behind} migration(s) pending or edited; run `dispute-platform setup`")
+            console.print("database is up to date")
+            return
+        if reset:
+            if not yes:
+                _fail("--reset drops every platform table and the sandbox's refunds and credits; add --yes to confirm")
+            migrations.reset(db)
+            console.print("[yellow]dropped schema dispute_platform[/yellow]")
+        if not skip_db:
+            _migrate()
+            _set_pool_limits()
+        if not skip_vector:
+            if reset:
+                from dispute_platform.definitions import build_resources
+
+                vectors = build_resources(get_settings())["vectors"]
+                for name in (vectors.policies_collection, vectors.resolutions_collection):
+                    vectors.reset_collection(name)
+            _materialize_knowledge()
+            console.print("knowledge base ready")
+
+
+# --- publish -----------------------------------------------------------------------------------
+
+
+def _sample_events() -> list[dict]:
+    from dispute_platform.domain.world import SandboxWorld
+
+    return SandboxWorld.load(get_settings().sandbox_data).sample_events
+
+
+@main.command()
+@click.option("--case-id", help="Publish the sample event of this case (or a bare event naming it).")
+@click.option("--count", type=int, help="Publish the first N sample events.")
+@click.option("--queue-url", help="Queue to publish to (default: DISPUTE_EVENTS_QUEUE_URL or the local queue).")
+@click.option("--file", "file_", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="JSON lines file: one event body per line, sent as is.")
+def publish(case_id: str | None, count: int | None, queue_url: str | None, file_: Path | None) -> None:
+    """Send dispute events to SQS."""
+    with local_services(verbose=False) as services:
+        if queue_url is None and getattr(services, "_moto", None) is not None:
+            _fail(
+                "no SQS queue is configured and no local endpoint is running: start `dispute-platform dev` "
+                "(or `run`) in another terminal first, or set DISPUTE_EVENTS_QUEUE_URL"
+            )
+        from dispute_platform.definitions import build_resources
+
+        sqs = build_resources(get_settings())["sqs"]
+        if file_ is not None:
+            bodies: list[str | dict] = [line.rstrip("\n") for line in file_.read_text(encoding="utf-8").splitlines() if line.strip()]
+        else:
+            samples = _sample_events()
+            if case_id:
+                bodies = [e for e in samples if e["case_id"] == case_id] or [{"case_id": case_id, "event_id": f"evt-{case_id}-manual"}]
+            else:
+                n = len(samples) if count is None else count
+                if n > len(samples):
+                    _fail(f"only {len(samples)} sample events exist; use --file for more")
+                bodies = samples[:n]
+        sent = sqs.send_many(bodies, queue_url)
+        console.print(f"published {sent} event(s) to {queue_url or sqs.dispute_events_queue_url}")
+
+
+# --- run ---------------------------------------------------------------------------------------
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _active_runs() -> int:
+    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+    with DagsterInstance.get() as instance:
+        return instance.get_runs_count(
+            RunsFilter(statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED])
+        )
+
+
+def _wait_until_settled(db, settled: set[str], expected: int, timeout: float, label: str) -> dict[str, int]:
+    """Poll workflow_states until every dispute is in `settled` and no run is left, with a bar."""
+    from dispute_platform.store import repo
+
+    deadline = time.monotonic() + timeout
+    quiet_since: float | None = None
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task(label, total=max(expected, 1))
+        while True:
+            counts = db.transact(repo.status_counts)
+            total = sum(counts.values())
+            done = sum(n for s, n in counts.items() if s in settled)
+            bar.update(task, total=max(total, expected, 1), completed=done)
+            active = _active_runs()
+            if total >= expected and done == total and active == 0:
+                # Settled and quiet twice in a row: no run is about to be requested.
+                if quiet_since is not None and time.monotonic() - quiet_since > 3:
+                    return counts
+                quiet_since = quiet_since or time.monotonic()
+            else:
+                quiet_since = None
+            if time.monotonic() > deadline:
+                _fail(f"timed out after {timeout:.0f}s with statuses {counts} and {active} active run(s); see .dispute_platform/logs/")
+            time.sleep(1.0)
+
+
+def _summary_table(db, title: str) -> Table:
+    rows = db.fetch_all(
+        """SELECT w.case_id, w.dispute_type, w.segment, w.status, w.status_reason, p.action, p.amount, p.currency,
+                  p.confidence, p.cost_usd, p.version, e.status AS execution, e.amount AS executed_amount
+           FROM workflow_states w
+           LEFT JOIN LATERAL (SELECT * FROM proposals p WHERE p.case_id = w.case_id ORDER BY version DESC LIMIT 1) p ON TRUE
+           LEFT JOIN LATERAL (SELECT * FROM executions e WHERE e.case_id = w.case_id ORDER BY id DESC LIMIT 1) e ON TRUE
+           ORDER BY w.case_id"""
+    )
+    table = Table(title=title)
+    for column in ("dispute", "type", "segment", "status", "action", "amount", "confidence", "cost $", "executed / reason"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        note = r["status_reason"] or ""
+        if r["execution"]:
+            note = f"{r['execution']} {r['executed_amount']}"
+        table.add_row(
+            r["case_id"],
+            r["dispute_type"] or "-",
+            r["segment"] or "-",
+            r["status"],
+            r["action"] or "-",
+            f"{r['amount']} {r['currency']}" if r["action"] else "-",
+            f"{r['confidence']:.2f}" if r["confidence"] is not None else "-",
+            f"{r['cost_usd']:.6f}" if r["cost_usd"] is not None else "-",
+            note[:80],
+        )
+    return table
+
+
+@main.command()
+@click.option("--auto-approve", is_flag=True, help="A demo reviewer approves every proposal through the decision endpoint.")
+@click.option("--timeout", default=900.0, show_default=True, help="Seconds to wait for the disputes to settle.")
+@click.option("--no-samples", is_flag=True, help="Do not publish the sample events, even on an empty queue.")
+def run(auto_approve: bool, timeout: float, no_samples: bool) -> None:
+    """The main job: events in, proposals out (and, with --auto-approve, executed resolutions)."""
+    from dispute_platform.domain.states import INTAKE_SETTLED
+    from dispute_platform.store import repo
+    from dispute_platform.store.db import Database
+
+    os.environ.setdefault("SQS_SENSOR_INTERVAL_SECONDS", "2")
+    with local_services() as services:
+        _migrate()
+        _set_pool_limits()
+        _materialize_knowledge()
+        from dispute_platform.definitions import build_resources
+
+        settings = get_settings()
+        sqs = build_resources(settings)["sqs"]
+        db = Database(os.environ["DATABASE_URL"])
+        already = sum(db.transact(repo.status_counts).values())
+        if not no_samples and sqs.approximate_depth() == 0:
+            sent = sqs.send_many(_sample_events())
+            console.print(f"published {sent} sample events to {sqs.dispute_events_queue_url}")
+        expected = already + sqs.approximate_depth()
+        daemon = _background("dagster-daemon", "run", "-w", str(services.workspace), log_name="daemon")
+        try:
+            console.print("dagster-daemon started (sensors, run queue); logs in .dispute_platform/logs/daemon.log")
+            _wait_until_settled(db, {s.value for s in INTAKE_SETTLED}, expected, timeout, "disputes to proposal")
+        finally:
+            _stop(daemon)
+        console.print(_summary_table(db, "Disputes"))
+        console.print(
+            "Decide with `dispute-platform api` (POST /human-review/decision) or the Dagster launchpad; "
+            "`dispute-platform dev` opens the UI."
+        )
+
+
+# --- dev ---------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--port", default=3000, show_default=True, help="Dagster UI port.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+def dev(port: int, host: str) -> None:
+    """Open the Dagster UI (webserver + daemon) on the platform's storage."""
+    with local_services() as services:
+        _migrate()
+        _set_pool_limits()
+        exe = Path(sys.executable).with_name("dagster")
+        console.print(f"Dagster UI on http://{host}:{port} (Ctrl-C stops it and the local services)")
+        process = subprocess.Popen([str(exe), "dev", "-w", str(services.workspace), "-p", str(port), "-h", host])
+        try:
+            process.wait()
+        except KeyboardInterrupt:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=30)
+
+
+# --- status ------------------------------------------------------------------------------------
+
+
+@main.command()
+def status() -> None:
+    """Print every dispute with its status, proposal and execution."""
+    from dispute_platform.store.db import Database
+
+    with local_services(verbose=False):
+        console.print(_summary_table(Database(os.environ["DATABASE_URL"]), "Disputes"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""The one Definitions object: assets, checks, sensors, schedules and the resources behind them.
+
+This is the composition root: configuration (the environment) chooses each resource's
+implementation here, once; nothing below it asks which implementation it got. Secrets are passed
+as `EnvVar`s, resolved in the run process and never shown in the UI.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster import Definitions, EnvVar, in_process_executor
+
+from dispute_platform.assets.disputes import ai_proposal, enriched_context, raw_case
+from dispute_platform.assets.knowledge import company_policies, historical_resolutions
+from dispute_platform.checks import cap_checks
+from dispute_platform.resources.email import OutboxEmail, SmtpEmail
+from dispute_platform.resources.limits import LimitsResource
+from dispute_platform.resources.llm import OpenAIProposer, PrecedentProposer
+from dispute_platform.resources.postgres import PostgresResource
+from dispute_platform.resources.providers import SandboxBilling, SandboxCRM, SandboxPayments
+from dispute_platform.resources.sqs import SQSResource
+from dispute_platform.resources.vectors import VectorStoreResource
+from dispute_platform.sensors import sqs_dispute_sensor
+from dispute_platform.settings import Settings, get_settings
+
+LOCAL_EVENTS_QUEUE = "dispute-events"
+LOCAL_REVIEW_QUEUE = "human-review-notifications"
+LOCAL_DLQ = "dispute-events-dlq"
+
+
+def _secret(name: str, present: bool) -> Any:
+    return EnvVar(name) if present else None
+
+
+def build_resources(settings: Settings) -> dict[str, Any]:
+    postgres = PostgresResource(
+        database_url=_secret("DATABASE_URL", settings.database_url is not None), pgdata=str(settings.pgdata)
+    )
+    sandbox = {"sandbox_data": str(settings.sandbox_data) if settings.sandbox_data else None, "postgres": postgres}
+    if settings.resolved_llm_provider == "openai":
+        proposer: Any = OpenAIProposer(
+            api_key=EnvVar("OPENAI_API_KEY"),
+            model=settings.openai_model,
+            base_url=settings.openai_base_url,
+            timeout_seconds=settings.openai_timeout_seconds,
+            max_retries=settings.openai_max_retries,
+            max_output_tokens=settings.max_output_tokens,
+            prices_json=settings.llm_prices,
+        )
+    else:
+        proposer = PrecedentProposer()
+    if settings.smtp_configured:
+        email: Any = SmtpEmail(
+            host=settings.smtp_host or "smtp.gmail.com",
+            port=settings.smtp_port,
+            username=settings.gmail_email,
+            password=_secret("GMAIL_APP_PASSWORD", settings.gmail_app_password is not None),
+            sender=settings.gmail_email or settings.approver_email,
+        )
+    else:
+        email = OutboxEmail(outbox_dir=str(settings.outbox))
+    return {
+        "postgres": postgres,
+        "sqs": SQSResource(
+            region_name=settings.aws_region,
+            endpoint_url=settings.sqs_endpoint_url,
+            dispute_events_queue_url=settings.dispute_events_queue_url or "",
+            human_review_queue_url=settings.human_review_notifications_queue_url,
+            dead_letter_queue_url=settings.dispute_events_dlq_url,
+        ),
+        "crm": SandboxCRM(**sandbox),
+        "billing": SandboxBilling(**sandbox),
+        "payments": SandboxPayments(**sandbox),
+        "vectors": VectorStoreResource(
+            chroma_path=str(settings.chroma_path),
+            chroma_host=settings.chroma_host,
+            chroma_port=settings.chroma_port,
+            embedding_model=settings.embedding_model,
+        ),
+        "proposer": proposer,
+        "limits": LimitsResource(
+            max_input_tokens=settings.max_input_tokens,
+            max_output_tokens=settings.max_output_tokens,
+            max_cost_usd=str(settings.max_cost_per_dispute_usd),
+            escalation_threshold_usd=str(settings.escalation_threshold_usd),
+        ),
+        "email": email,
+    }
+
+
+defs = Definitions(
+    assets=[raw_case, enriched_context, ai_proposal, company_policies, historical_resolutions],
+    asset_checks=cap_checks,
+    sensors=[sqs_dispute_sensor],
+    resources=build_resources(get_settings()),
+    # A run carries many disputes; one process for all its steps avoids paying imports per step.
+    executor=in_process_executor,
+)

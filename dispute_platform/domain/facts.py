@@ -1,0 +1,131 @@
+"""Facts derived from a dispute's context: the figures the policies turn on.
+
+Both the precedent engine and the prompt builder use them, so a model and the rules look at
+the same numbers (outage hours, days to cancellation, earlier late fees ...).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from pydantic import BaseModel
+
+from dispute_platform.domain.models import Charge, EnrichedContext
+
+CENT = Decimal("0.01")
+
+
+def cents(value: Decimal) -> Decimal:
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+class DisputeFacts(BaseModel):
+    dispute_type: str
+    segment: str
+    standing: str
+    disputed_amount: Decimal
+    currency: str
+    charge_id: str | None = None
+    charge_amount: Decimal | None = None
+    charge_kind: str | None = None
+    refundable: Decimal | None = None
+    billing_period: str | None = None  # monthly | annual
+    monthly_fee: Decimal | None = None
+    contracted_price: Decimal | None = None
+    overcharge: Decimal | None = None
+    duplicate_of: str | None = None
+    outage_hours: Decimal | None = None
+    days_to_cancel_request: int | None = None
+    late_fees_prior_12m: int | None = None
+    fulfillment_status: str | None = None
+    days_since_charge: int | None = None
+
+    def as_lines(self) -> list[str]:
+        """Compact `name: value` lines for a prompt; unknown facts are left out."""
+        return [f"{name}: {value}" for name, value in self.model_dump(mode="json").items() if value is not None]
+
+
+def _earlier_duplicate(disputed: Charge, charges: list[Charge]) -> Charge | None:
+    """Another settled charge for the same invoice or the same period and amount, taken no later
+    than the disputed one: then the disputed charge is the duplicate."""
+    for other in sorted(charges, key=lambda c: c.created_at):
+        if other.charge_id == disputed.charge_id or other.status != "succeeded":
+            continue
+        if other.created_at > disputed.created_at:
+            continue
+        same_invoice = disputed.invoice_id is not None and other.invoice_id == disputed.invoice_id
+        same_period = (
+            disputed.period_start is not None
+            and other.period_start == disputed.period_start
+            and other.amount == disputed.amount
+        )
+        if same_invoice or same_period:
+            return other
+    return None
+
+
+def _outage_hours(context: EnrichedContext, charge: Charge | None) -> Decimal:
+    """Unscheduled outage hours inside the disputed charge's billing period (or, without one,
+    the 31 days before the case)."""
+    if charge is not None and charge.period_start and charge.period_end:
+        start, end = charge.period_start, charge.period_end
+    else:
+        end = context.crm.case.opened_at.date()
+        start = end - timedelta(days=31)
+    total = Decimal("0")
+    for incident in context.crm.incidents:
+        if incident.scheduled_maintenance:
+            continue
+        if start <= incident.started_at.date() <= end:
+            total += incident.hours
+    return total
+
+
+def derive_facts(context: EnrichedContext) -> DisputeFacts:
+    case, account = context.crm.case, context.crm.account
+    charge = context.disputed_charge
+    subscription = context.billing.subscription
+    plan = subscription.plan if subscription else None
+    facts = DisputeFacts(
+        dispute_type=case.dispute_type,
+        segment=account.segment.value,
+        standing=account.standing,
+        disputed_amount=case.amount,
+        currency=case.currency,
+        days_since_charge=context.verdict.days_since_charge,
+        billing_period=plan.billing_period if plan else None,
+        monthly_fee=plan.monthly_fee if plan else None,
+        contracted_price=plan.price if plan else None,
+    )
+    if charge is None:
+        return facts
+    facts.charge_id = charge.charge_id
+    facts.charge_amount = charge.amount
+    facts.charge_kind = charge.kind
+    facts.refundable = charge.refundable
+    facts.fulfillment_status = charge.fulfillment_status
+    duplicate = _earlier_duplicate(charge, context.payments.charges)
+    facts.duplicate_of = duplicate.charge_id if duplicate else None
+    facts.outage_hours = _outage_hours(context, charge)
+    if plan is not None and charge.kind in ("subscription", "renewal"):
+        facts.overcharge = charge.amount - plan.price
+    if subscription is not None and subscription.cancel_requested_at is not None:
+        facts.days_to_cancel_request = (subscription.cancel_requested_at.date() - charge.created_at.date()).days
+    if charge.kind == "late_fee":
+        window_start = charge.created_at - timedelta(days=365)
+        facts.late_fees_prior_12m = sum(
+            1
+            for c in context.payments.charges
+            if c.kind == "late_fee"
+            and c.charge_id != charge.charge_id
+            and c.status == "succeeded"
+            and window_start <= c.created_at < charge.created_at
+        )
+    return facts
+
+
+def months_used(days: int) -> int:
+    """Each started 30-day month counts as used (POL-004 §3)."""
+    return max(1, math.ceil(days / 30))

@@ -1,0 +1,153 @@
+"""The embedded defaults the CLI starts when nothing is configured: PostgreSQL (pgserver), a local
+SQS-compatible endpoint (moto's server) with the three queues, and a DAGSTER_HOME whose
+dagster.yaml puts Dagster's own storage on the same PostgreSQL server.
+
+Whatever is configured in the environment is used as is; only the missing parts are started.
+Everything is published to child processes (webserver, daemon, runs) through environment
+variables, so they all see the same services.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dispute_platform.settings import REPO_ROOT, Settings, get_settings
+from dispute_platform.store.db import Database, sqlalchemy_url
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LOCAL_SQS_PORT = 9324
+QUEUE_NAMES = {
+    "DISPUTE_EVENTS_QUEUE_URL": "dispute-events",
+    "HUMAN_REVIEW_NOTIFICATIONS_QUEUE_URL": "human-review-notifications",
+    "DISPUTE_EVENTS_DLQ_URL": "dispute-events-dlq",
+}
+# Redeliveries before SQS itself moves a message to the DLQ (the sensor normally deletes first).
+MAX_RECEIVES = 5
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _sqs_client(endpoint: str) -> Any:
+    import boto3
+
+    return boto3.client("sqs", endpoint_url=endpoint, region_name=os.environ.get("AWS_REGION", "us-east-1"))
+
+
+def create_local_queues(endpoint: str) -> dict[str, str]:
+    """Create (idempotently) the queues, with a redrive policy from events to the DLQ."""
+    sqs = _sqs_client(endpoint)
+    dlq_url = sqs.create_queue(QueueName=QUEUE_NAMES["DISPUTE_EVENTS_DLQ_URL"])["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events_url = sqs.create_queue(
+        QueueName=QUEUE_NAMES["DISPUTE_EVENTS_QUEUE_URL"],
+        Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVES)})},
+    )["QueueUrl"]
+    review_url = sqs.create_queue(QueueName=QUEUE_NAMES["HUMAN_REVIEW_NOTIFICATIONS_QUEUE_URL"])["QueueUrl"]
+    return {
+        "DISPUTE_EVENTS_QUEUE_URL": events_url,
+        "HUMAN_REVIEW_NOTIFICATIONS_QUEUE_URL": review_url,
+        "DISPUTE_EVENTS_DLQ_URL": dlq_url,
+    }
+
+
+def dagster_yaml(*, max_concurrent_runs: int = 2, llm_pool_default: int = 4) -> dict[str, Any]:
+    """Dagster's instance config: Postgres storage (URL from the environment, so no password is
+    written to disk), the queued run coordinator with a run limit, and pool limits."""
+    return {
+        "storage": {"postgres": {"postgres_url": {"env": "DAGSTER_POSTGRES_URL"}}},
+        "concurrency": {
+            "runs": {"max_concurrent_runs": max_concurrent_runs},
+            "pools": {"default_limit": llm_pool_default},
+        },
+        "run_monitoring": {"enabled": True, "start_timeout_seconds": 180, "max_resume_run_attempts": 0},
+        "telemetry": {"enabled": False},
+    }
+
+
+class LocalServices(AbstractContextManager["LocalServices"]):
+    """Start what is not configured; publish it all in os.environ for this process and its children."""
+
+    def __init__(self, settings: Settings | None = None, *, sqs_port: int | None = None):
+        self.settings = settings or get_settings()
+        self.sqs_port = sqs_port or int(os.environ.get("LOCAL_SQS_PORT", DEFAULT_LOCAL_SQS_PORT))
+        self._moto: Any = None
+        self.started: list[str] = []
+
+    def __enter__(self) -> LocalServices:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- parts --------------------------------------------------------------------------------
+    def _database(self) -> str:
+        if os.environ.get("DATABASE_URL"):
+            return os.environ["DATABASE_URL"]
+        from dispute_platform.store.embedded import embedded_database_url
+
+        url = embedded_database_url(self.settings.pgdata)
+        os.environ["DATABASE_URL"] = url
+        self.started.append(f"PostgreSQL (embedded, data in {self.settings.pgdata})")
+        return url
+
+    def _sqs(self) -> None:
+        if os.environ.get("DISPUTE_EVENTS_QUEUE_URL"):
+            return
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+        os.environ.setdefault("AWS_REGION", self.settings.aws_region)
+        endpoint = os.environ.get("SQS_ENDPOINT_URL") or f"http://127.0.0.1:{self.sqs_port}"
+        if not _port_open("127.0.0.1", self.sqs_port) and not os.environ.get("SQS_ENDPOINT_URL"):
+            from moto.server import ThreadedMotoServer
+
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)
+            self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.sqs_port, verbose=False)
+            self._moto.start()
+            self.started.append(f"SQS-compatible endpoint (moto) at {endpoint}")
+        os.environ["SQS_ENDPOINT_URL"] = endpoint
+        os.environ.update(create_local_queues(endpoint))
+
+    def _dagster_home(self, database_url: str) -> Path:
+        home = Path(os.environ.get("DAGSTER_HOME") or self.settings.home / "dagster").resolve()
+        home.mkdir(parents=True, exist_ok=True)
+        config = home / "dagster.yaml"
+        if not config.exists():
+            config.write_text(yaml.safe_dump(dagster_yaml(), sort_keys=False))
+        os.environ["DAGSTER_HOME"] = str(home)
+        os.environ.setdefault("DAGSTER_POSTGRES_URL", sqlalchemy_url(database_url))
+        return home
+
+    def start(self) -> LocalServices:
+        url = self._database()
+        self._sqs()
+        self._dagster_home(url)
+        os.environ.setdefault("DISPUTE_PLATFORM_HOME", str(self.settings.home))
+        get_settings.cache_clear()
+        self.settings = get_settings()
+        return self
+
+    def stop(self) -> None:
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+
+    def database(self) -> Database:
+        return Database(os.environ["DATABASE_URL"])
+
+    @property
+    def workspace(self) -> Path:
+        return REPO_ROOT / "workspace.yaml"

@@ -1,0 +1,255 @@
+"""Proposal providers behind one interface, chosen by configuration.
+
+- `PrecedentProposer`: the offline default. The company's policy rules weighed against similar
+  past cases; deterministic, $0, and honest about being rules, not a model.
+- `OpenAIProposer`: the official client with structured output, timeouts, retries with backoff on
+  429/5xx (Retry-After honoured by the client), usage turned into cost with the price table.
+  `base_url` points it at any OpenAI-compatible server.
+
+Both return a raw proposal; the guardrails (domain/guardrails.py) are applied by the caller to
+whatever comes back. A reply that never validates becomes an `escalate` proposal with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from dagster import ConfigurableResource
+from pydantic import BaseModel, Field, ValidationError
+
+from dispute_platform.domain.costs import ModelPrice, call_cost, price_for
+from dispute_platform.domain.facts import DisputeFacts, cents
+from dispute_platform.domain.masking import mask_pii
+from dispute_platform.domain.models import Action, EnrichedContext, PolicyHit, ResolutionProposal, SimilarCase
+from dispute_platform.domain.precedent import ENGINE_MODEL, apply_policy_rules, weigh_precedent
+from dispute_platform.domain.prompt import PROMPT_VERSION, BuiltPrompt
+from dispute_platform.domain.tokens import count_tokens
+
+
+@runtime_checkable
+class ProposalProvider(Protocol):
+    name: str
+    # Whether identical prompts may share a reply (paid, non-deterministic providers).
+    cacheable: bool
+
+    def propose(
+        self,
+        context: EnrichedContext,
+        facts: DisputeFacts,
+        prompt: BuiltPrompt,
+        policies: list[PolicyHit],
+        cases: list[SimilarCase],
+    ) -> ResolutionProposal: ...
+
+
+class PrecedentProposer(ConfigurableResource):
+    """Deterministic rules + precedent. `input_tokens` is the size of the prompt a model would
+    have been sent (so the budget checks mean the same for every provider); nothing is sent."""
+
+    name: str = "precedent"
+    cacheable: bool = False
+
+    def propose(
+        self,
+        context: EnrichedContext,
+        facts: DisputeFacts,
+        prompt: BuiltPrompt,
+        policies: list[PolicyHit],
+        cases: list[SimilarCase],
+    ) -> ResolutionProposal:
+        started = time.perf_counter()
+        outcome = apply_policy_rules(facts)
+        same_type = [c for c in cases if c.dispute_type == facts.dispute_type]
+        weighing = weigh_precedent(outcome, same_type)
+        precedent = ""
+        if same_type:
+            precedent = (
+                f" Precedent: {len(weighing.agreeing)} of {len(same_type)} similar past cases agree"
+                + (f" ({', '.join(weighing.agreeing)})" if weighing.agreeing else "")
+                + (f"; differing: {', '.join(weighing.disagreeing)}" if weighing.disagreeing else "")
+                + "."
+            )
+        reasoning = (
+            f"Rules engine (not a model): {outcome.reason} ({', '.join(outcome.citations)}).{precedent}"
+        )
+        reply = {
+            "action": outcome.action.value,
+            "amount": str(outcome.amount),
+            "confidence": weighing.confidence,
+            "reasoning": reasoning,
+            "cited_policies": outcome.citations,
+            "similar_cases": [c.case_id for c in same_type],
+        }
+        return ResolutionProposal(
+            action=outcome.action,
+            amount=outcome.amount,
+            currency=facts.currency,
+            confidence=weighing.confidence,
+            reasoning=reasoning,
+            cited_policies=outcome.citations,
+            similar_cases=[c.case_id for c in same_type],
+            model=ENGINE_MODEL,
+            provider=self.name,
+            prompt_version=PROMPT_VERSION,
+            input_tokens=prompt.input_tokens,
+            output_tokens=count_tokens(json.dumps(reply)),
+            cost_usd=Decimal("0"),
+            latency_ms=int((time.perf_counter() - started) * 1000),
+        )
+
+
+class LLMReply(BaseModel):
+    """The JSON a model must answer with (strict structured output)."""
+
+    action: Literal["full_refund", "partial_refund", "credit", "deny", "escalate"]
+    amount: float = Field(ge=0)
+    confidence: float = Field(ge=0, le=1)
+    reasoning: str = Field(max_length=4000)
+    cited_policies: list[str]
+    similar_cases: list[str]
+
+
+REPLY_SCHEMA: dict[str, Any] = {
+    "name": "resolution_proposal",
+    "strict": True,
+    "schema": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["action", "amount", "confidence", "reasoning", "cited_policies", "similar_cases"],
+        "properties": {
+            "action": {"type": "string", "enum": [a.value for a in Action]},
+            "amount": {"type": "number"},
+            "confidence": {"type": "number"},
+            "reasoning": {"type": "string"},
+            "cited_policies": {"type": "array", "items": {"type": "string"}},
+            "similar_cases": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+}
+
+
+class OpenAIProposer(ConfigurableResource):
+    api_key: str
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None
+    timeout_seconds: float = 30.0
+    max_retries: int = Field(default=3, ge=0, description="Transport retries (429, 5xx, timeouts), with backoff.")
+    invalid_reply_retries: int = Field(default=1, ge=0, description="Re-asks after a reply that is not valid JSON.")
+    max_output_tokens: int = 1000
+    prices_json: str | None = Field(default=None, description="Price table override (JSON), see LLM_PRICES.")
+    name: str = "openai"
+    cacheable: bool = True
+
+    def _price(self) -> ModelPrice:
+        table = None
+        if self.prices_json:
+            table = {k: ModelPrice(**v) for k, v in json.loads(self.prices_json).items()}
+        return price_for(self.model, table)
+
+    def _client(self) -> Any:
+        from openai import OpenAI
+
+        return OpenAI(
+            api_key=self.api_key, base_url=self.base_url, timeout=self.timeout_seconds, max_retries=self.max_retries
+        )
+
+    def propose(
+        self,
+        context: EnrichedContext,
+        facts: DisputeFacts,
+        prompt: BuiltPrompt,
+        policies: list[PolicyHit],
+        cases: list[SimilarCase],
+    ) -> ResolutionProposal:
+        import openai
+
+        price = self._price()
+        client = self._client()
+        started = time.perf_counter()
+        input_tokens = output_tokens = cached_tokens = 0
+        failure = ""
+        reply: LLMReply | None = None
+        for _ in range(self.invalid_reply_retries + 1):
+            try:
+                response = client.chat.completions.create(
+                    model=self.model,
+                    messages=prompt.messages,
+                    max_tokens=self.max_output_tokens,
+                    temperature=0,
+                    response_format={"type": "json_schema", "json_schema": REPLY_SCHEMA},
+                )
+            except openai.APIStatusError as exc:
+                failure = f"model API answered {exc.status_code} after {self.max_retries} retries: {exc.message}"
+                break
+            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+                failure = f"model API unreachable after {self.max_retries} retries: {exc.__class__.__name__}"
+                break
+            usage = response.usage
+            if usage is not None:
+                input_tokens += usage.prompt_tokens or 0
+                output_tokens += usage.completion_tokens or 0
+                details = getattr(usage, "prompt_tokens_details", None)
+                cached_tokens += (getattr(details, "cached_tokens", 0) or 0) if details else 0
+            message = response.choices[0].message if response.choices else None
+            if message is None:
+                failure = "model returned no choices"
+                continue
+            if getattr(message, "refusal", None):
+                failure = f"model refused: {mask_pii(str(message.refusal))[:200]}"
+                break
+            try:
+                reply = LLMReply.model_validate_json(message.content or "")
+                break
+            except ValidationError as exc:
+                failure = f"reply is not valid JSON for the schema: {exc.errors()[0]['msg']}"
+        latency_ms = int((time.perf_counter() - started) * 1000)
+        cost = call_cost(price, input_tokens, output_tokens, cached_tokens)
+        common = dict(
+            model=self.model,
+            provider=self.name,
+            prompt_version=PROMPT_VERSION,
+            input_tokens=input_tokens or prompt.input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=cost,
+            latency_ms=latency_ms,
+            currency=facts.currency,
+        )
+        if reply is None:
+            return ResolutionProposal(
+                action=Action.ESCALATE,
+                confidence=0.0,
+                reasoning=f"No usable model reply, so a person decides: {failure}.",
+                flags=["model_failure"],
+                **common,
+            )
+        return _from_reply(reply, prompt, common)
+
+
+def _from_reply(reply: LLMReply, prompt: BuiltPrompt, common: dict[str, Any]) -> ResolutionProposal:
+    """Keep only citations and cases the prompt actually contained: a model may invent ids."""
+    flags = []
+    known_policies = set(prompt.cited_policy_ids)
+    cited = [c for c in reply.cited_policies if c in known_policies]
+    if len(cited) != len(reply.cited_policies):
+        flags.append("unknown_citation_dropped")
+    known_cases = set(prompt.similar_case_ids)
+    cases = [c for c in reply.similar_cases if c in known_cases]
+    if len(cases) != len(reply.similar_cases):
+        flags.append("unknown_case_dropped")
+    try:
+        amount = cents(Decimal(str(reply.amount)))
+    except InvalidOperation:
+        amount, flags = Decimal("0"), [*flags, "unreadable_amount"]
+    return ResolutionProposal(
+        action=Action(reply.action),
+        amount=amount,
+        confidence=reply.confidence,
+        reasoning=mask_pii(reply.reasoning)[:2000],
+        cited_policies=cited,
+        similar_cases=cases,
+        flags=flags,
+        **common,
+    )

@@ -1,0 +1,205 @@
+"""The three source systems behind one interface each: CRM, billing, payments.
+
+The sandbox implementations serve a bundled, deterministic world (domain/world.py) and keep the
+refunds and credits the platform makes in their own state (sandbox_* tables), like a real
+provider would: an idempotency key that was seen before returns the original receipt.
+Real connectors (Salesforce, Zuora, Stripe) implement the same protocols.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from decimal import Decimal
+from functools import cached_property
+from typing import Protocol, runtime_checkable
+
+from dagster import ConfigurableResource
+from pydantic import BaseModel
+
+from dispute_platform.domain.models import BillingRecord, Charge, CrmRecord, PaymentRecord, Refund
+from dispute_platform.domain.world import SandboxWorld
+from dispute_platform.resources.postgres import PostgresResource
+
+
+class CaseNotFound(LookupError):
+    """The CRM has no such case: the dispute is stopped as invalid, not retried."""
+
+
+class ProviderError(RuntimeError):
+    """A source system failed in a way that may succeed on retry (timeouts, 5xx, 429)."""
+
+
+class RefundRefused(RuntimeError):
+    """The payment provider refused a refund for a reason a retry will not fix."""
+
+
+class MoneyReceipt(BaseModel):
+    """Proof that money moved: a refund on a charge or a credit on an account."""
+
+    kind: str  # refund | credit
+    reference: str
+    amount: Decimal
+    currency: str
+    idempotency_key: str
+    replayed: bool = False  # True when the provider had already done this (a retry)
+
+
+@runtime_checkable
+class CRMProvider(Protocol):
+    def fetch_case(self, case_id: str) -> CrmRecord: ...
+
+    def record_outcome(self, case_id: str, status: str, comment: str) -> None: ...
+
+
+@runtime_checkable
+class BillingProvider(Protocol):
+    def fetch_billing(self, customer_id: str) -> BillingRecord: ...
+
+    def issue_credit(
+        self, customer_id: str, amount: Decimal, currency: str, idempotency_key: str, reason: str
+    ) -> MoneyReceipt: ...
+
+
+@runtime_checkable
+class PaymentsProvider(Protocol):
+    def fetch_payments(self, customer_id: str) -> PaymentRecord: ...
+
+    def refund(
+        self, charge_id: str, amount: Decimal, currency: str, idempotency_key: str, reason: str
+    ) -> MoneyReceipt: ...
+
+
+def _reference(prefix: str, idempotency_key: str) -> str:
+    return f"{prefix}_{hashlib.sha256(idempotency_key.encode()).hexdigest()[:20]}"
+
+
+class _SandboxBase(ConfigurableResource):
+    sandbox_data: str | None = None
+    postgres: PostgresResource
+
+    @cached_property
+    def world(self) -> SandboxWorld:
+        return SandboxWorld.load(self.sandbox_data)
+
+
+class SandboxCRM(_SandboxBase):
+    def fetch_case(self, case_id: str) -> CrmRecord:
+        case = self.world.cases_by_id.get(case_id)
+        if case is None:
+            raise CaseNotFound(f"case {case_id} does not exist in the CRM")
+        account = self.world.accounts_by_id[case.customer_id]
+        return CrmRecord(case=case, account=account, incidents=self.world.incidents_for(account))
+
+    def record_outcome(self, case_id: str, status: str, comment: str) -> None:
+        # The sandbox CRM's cases are the world file; the outcome lives in workflow_states.
+        return None
+
+
+class SandboxBilling(_SandboxBase):
+    def fetch_billing(self, customer_id: str) -> BillingRecord:
+        return BillingRecord(
+            subscription=self.world.subscription_for(customer_id),
+            invoices=self.world.invoices_by_customer.get(customer_id, []),
+        )
+
+    def issue_credit(
+        self, customer_id: str, amount: Decimal, currency: str, idempotency_key: str, reason: str
+    ) -> MoneyReceipt:
+        if customer_id not in self.world.accounts_by_id:
+            raise RefundRefused(f"no billing account {customer_id}")
+        reference = _reference("cr", idempotency_key)
+
+        def write(cur) -> MoneyReceipt:
+            cur.execute(
+                """INSERT INTO sandbox_credits (credit_id, customer_id, amount, currency, idempotency_key, reason)
+                   VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING RETURNING credit_id""",
+                (reference, customer_id, amount, currency, idempotency_key, reason),
+            )
+            created = cur.fetchone() is not None
+            cur.execute("SELECT * FROM sandbox_credits WHERE idempotency_key = %s", (idempotency_key,))
+            row = cur.fetchone()
+            return MoneyReceipt(
+                kind="credit",
+                reference=row["credit_id"],
+                amount=row["amount"],
+                currency=row["currency"],
+                idempotency_key=idempotency_key,
+                replayed=not created,
+            )
+
+        return self.postgres.db.transact(write)
+
+
+class SandboxPayments(_SandboxBase):
+    def _state_refunds(self, charge_ids: list[str]) -> list[Refund]:
+        rows = self.postgres.db.fetch_all(
+            "SELECT refund_id, charge_id, amount, created_at, reason, idempotency_key FROM sandbox_refunds "
+            "WHERE charge_id = ANY(%s) ORDER BY created_at",
+            (charge_ids,),
+        )
+        return [Refund(**row) for row in rows]
+
+    def fetch_payments(self, customer_id: str) -> PaymentRecord:
+        charges = self.world.charges_by_customer.get(customer_id, [])
+        ids = [c.charge_id for c in charges]
+        made = self._state_refunds(ids)
+        refunded: dict[str, Decimal] = {}
+        for refund in made:
+            refunded[refund.charge_id] = refunded.get(refund.charge_id, Decimal("0")) + refund.amount
+        charges = [
+            c.model_copy(update={"amount_refunded": c.amount_refunded + refunded[c.charge_id]}) if c.charge_id in refunded else c
+            for c in charges
+        ]
+        return PaymentRecord(
+            charges=charges,
+            refunds=self.world.refunds_for(set(ids)) + made,
+            disputes=self.world.disputes_for(set(ids)),
+        )
+
+    def refund(
+        self, charge_id: str, amount: Decimal, currency: str, idempotency_key: str, reason: str
+    ) -> MoneyReceipt:
+        charge: Charge | None = self.world.charges_by_id.get(charge_id)
+        if charge is None:
+            raise RefundRefused(f"no charge {charge_id}")
+        if currency != charge.currency:
+            raise RefundRefused(f"refund in {currency} on a {charge.currency} charge")
+        if amount <= 0:
+            raise RefundRefused("refund amount must be positive")
+        reference = _reference("re", idempotency_key)
+
+        def write(cur) -> MoneyReceipt:
+            # Lock the charge's refunds so that two concurrent refunds cannot both pass the
+            # refundable check (what Stripe does on its side).
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (charge_id,))
+            cur.execute("SELECT * FROM sandbox_refunds WHERE idempotency_key = %s", (idempotency_key,))
+            existing = cur.fetchone()
+            if existing is not None:
+                if existing["charge_id"] != charge_id or existing["amount"] != amount:
+                    raise RefundRefused(
+                        f"idempotency key {idempotency_key} was used for a different refund "
+                        f"({existing['amount']} on {existing['charge_id']})"
+                    )
+                return MoneyReceipt(
+                    kind="refund",
+                    reference=existing["refund_id"],
+                    amount=existing["amount"],
+                    currency=existing["currency"],
+                    idempotency_key=idempotency_key,
+                    replayed=True,
+                )
+            cur.execute("SELECT COALESCE(SUM(amount), 0) AS s FROM sandbox_refunds WHERE charge_id = %s", (charge_id,))
+            remaining = charge.refundable - cur.fetchone()["s"]
+            if amount > remaining:
+                raise RefundRefused(f"refund {amount} exceeds the {remaining} still refundable on {charge_id}")
+            cur.execute(
+                """INSERT INTO sandbox_refunds (refund_id, charge_id, customer_id, amount, currency, idempotency_key, reason, created_at)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+                (reference, charge_id, charge.customer_id, amount, currency, idempotency_key, reason, datetime.now(UTC)),
+            )
+            return MoneyReceipt(
+                kind="refund", reference=reference, amount=amount, currency=currency, idempotency_key=idempotency_key
+            )
+
+        return self.postgres.db.transact(write)

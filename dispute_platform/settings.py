@@ -1,0 +1,133 @@
+"""Configuration from the environment: one place that names every variable and its default.
+
+The README's configuration table is generated from this class (`dispute-platform config`), so
+the two cannot drift apart. Secrets are `SecretStr`: they print as '**********'.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore", populate_by_name=True)
+
+    # --- local state -----------------------------------------------------------------------
+    dispute_platform_home: Path = Field(
+        default=Path(".dispute_platform"),
+        description="Folder for local state: embedded Postgres data, Chroma, e-mail outbox, Dagster home.",
+    )
+    # --- PostgreSQL --------------------------------------------------------------------------
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="Platform PostgreSQL (postgresql://user:pass@host:5432/db). Unset: an embedded "
+        "PostgreSQL 16 (pgserver) under DISPUTE_PLATFORM_HOME/pgdata.",
+    )
+    # --- SQS ---------------------------------------------------------------------------------
+    aws_region: str = Field(
+        default="us-east-1",
+        validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),
+        description="AWS region of the queues.",
+    )
+    sqs_endpoint_url: str | None = Field(
+        default=None, description="SQS endpoint override (a local SQS-compatible server). Unset with no queue URLs: the CLI starts one."
+    )
+    dispute_events_queue_url: str | None = Field(default=None, description="Queue the dispute events arrive on.")
+    human_review_notifications_queue_url: str | None = Field(
+        default=None, description="Queue that receives a message per proposal awaiting review."
+    )
+    dispute_events_dlq_url: str | None = Field(
+        default=None, description="Dead-letter queue for rejected event bodies (optional; rows in rejected_events either way)."
+    )
+    sqs_max_messages_per_tick: int = Field(default=500, ge=10, description="Most messages one sensor tick receives.")
+    sqs_tick_budget_seconds: float = Field(
+        default=20.0, gt=0, le=50, description="A tick stops receiving after this long (Dagster's limit is 60 s)."
+    )
+    sqs_sensor_interval_seconds: int = Field(default=10, ge=1, description="Seconds between SQS sensor ticks.")
+    disputes_per_run: int = Field(default=100, ge=1, description="Most new disputes one intake run carries.")
+    # --- source systems ----------------------------------------------------------------------
+    sandbox_data: Path | None = Field(
+        default=None, description="World file of the sandbox CRM, billing and payment providers. Unset: the bundled world."
+    )
+    # --- proposals ---------------------------------------------------------------------------
+    llm_provider: str | None = Field(
+        default=None, description="precedent | openai. Unset: openai when OPENAI_API_KEY is set, else precedent."
+    )
+    openai_api_key: SecretStr | None = Field(default=None, description="OpenAI API key; turns on the openai provider.")
+    openai_model: str = Field(default="gpt-4o-mini", description="Model for proposals.")
+    openai_base_url: str | None = Field(default=None, description="Any OpenAI-compatible server.")
+    openai_timeout_seconds: float = Field(default=30.0, gt=0, description="Per-request timeout.")
+    openai_max_retries: int = Field(default=3, ge=0, description="Retries on 429, 5xx and timeouts (with backoff).")
+    llm_prices: str | None = Field(
+        default=None,
+        description='Price table override, JSON: {"model": {"input_per_1m": 0.15, "output_per_1m": 0.6, "cached_input_per_1m": 0.075}}.',
+    )
+    max_input_tokens: int = Field(default=2075, ge=200, description="Cap on prompt tokens per dispute (o200k_base).")
+    max_output_tokens: int = Field(default=1000, ge=16, description="Cap on completion tokens per dispute.")
+    max_cost_per_dispute_usd: Decimal = Field(default=Decimal("0.001"), ge=0, description="Cap on LLM cost per dispute.")
+    escalation_threshold_usd: Decimal = Field(
+        default=Decimal("1000.00"), ge=0, description="Proposals above this are escalated; decisions above it need two reviewers."
+    )
+    # --- knowledge ---------------------------------------------------------------------------
+    chroma_db_path: Path | None = Field(default=None, description="Chroma folder. Unset: DISPUTE_PLATFORM_HOME/chroma.")
+    chroma_host: str | None = Field(default=None, description="Chroma server host; when set, used instead of the folder.")
+    chroma_port: int = Field(default=8000, description="Chroma server port.")
+    embedding_model: str | None = Field(
+        default=None, description="sentence-transformers model name or path. Unset: the packaged all-MiniLM-L6-v2."
+    )
+    policies_dir: Path = Field(default=REPO_ROOT / "policies", description="Folder of policy .docx files.")
+    # --- people ------------------------------------------------------------------------------
+    approver_email: str = Field(default="approvers@brightwave.example", description="Where review requests go.")
+    gmail_email: str | None = Field(default=None, description="Sender account for SMTP (e.g. a Gmail address).")
+    gmail_app_password: SecretStr | None = Field(default=None, description="SMTP password (a Gmail app password).")
+    smtp_host: str | None = Field(default=None, description="SMTP server. Unset with GMAIL_EMAIL set: smtp.gmail.com.")
+    smtp_port: int = Field(default=587, description="SMTP port (STARTTLS).")
+    email_outbox: Path | None = Field(default=None, description="Folder for .eml files when no SMTP is set. Unset: DISPUTE_PLATFORM_HOME/outbox.")
+    dagster_ui_url: str = Field(default="http://localhost:3000", description="Base URL of the Dagster UI, for links in e-mails.")
+    review_sla_hours: float = Field(default=48.0, gt=0, description="Pending reviews older than this are escalated.")
+    api_host: str = Field(default="127.0.0.1", description="Decision endpoint bind address.")
+    api_port: int = Field(default=8003, description="Decision endpoint port.")
+    log_dir: Path = Field(default=Path("logs"), description="Folder of workflow.log (JSON lines, rotated at 10 MB x 5).")
+
+    @property
+    def home(self) -> Path:
+        return self.dispute_platform_home.resolve()
+
+    @property
+    def chroma_path(self) -> Path:
+        return (self.chroma_db_path or self.home / "chroma").resolve()
+
+    @property
+    def outbox(self) -> Path:
+        return (self.email_outbox or self.home / "outbox").resolve()
+
+    @property
+    def pgdata(self) -> Path:
+        return self.home / "pgdata"
+
+    @property
+    def dagster_home(self) -> Path:
+        return Path(os.environ["DAGSTER_HOME"]) if os.environ.get("DAGSTER_HOME") else self.home / "dagster"
+
+    @property
+    def resolved_llm_provider(self) -> str:
+        if self.llm_provider:
+            return self.llm_provider
+        return "openai" if self.openai_api_key else "precedent"
+
+    @property
+    def smtp_configured(self) -> bool:
+        return bool(self.smtp_host or self.gmail_email)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,120 @@
+"""A small PostgreSQL access layer over psycopg2 (already required by dagster-postgres).
+
+Every platform table lives in the `dispute_platform` schema; connections put it first on the
+search path. Writes go through `transact`, which retries a whole transaction when the server
+went away (a restart, a failover): every write in the platform is idempotent, so re-running a
+transaction body is safe, and a run survives a database restart instead of failing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import psycopg2
+import psycopg2.extras
+import psycopg2.pool
+
+SCHEMA = "dispute_platform"
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+# Errors that mean "the connection is gone", not "your SQL is wrong".
+_CONNECTION_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError)
+
+
+def libpq_url(url: str) -> str:
+    """SQLAlchemy-style URLs (postgresql+psycopg2://) are accepted and handed to libpq plainly."""
+    for prefix in ("postgresql+psycopg2://", "postgresql+psycopg://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix) :]
+    return url
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Dagster's storage needs psycopg2 named explicitly (SQLAlchemy 2.1 would pick psycopg 3,
+    whose NOTIFY breaks Dagster's event log)."""
+    return "postgresql+psycopg2://" + libpq_url(url)[len("postgresql://") :]
+
+
+class Database:
+    def __init__(self, url: str, *, maxconn: int = 8, schema: str = SCHEMA):
+        self.url = libpq_url(url)
+        self.schema = schema
+        self._maxconn = maxconn
+        self._pool: psycopg2.pool.ThreadedConnectionPool | None = None
+        self._lock = threading.Lock()
+
+    def _get_pool(self) -> psycopg2.pool.ThreadedConnectionPool:
+        with self._lock:
+            if self._pool is None:
+                self._pool = psycopg2.pool.ThreadedConnectionPool(
+                    0,
+                    self._maxconn,
+                    self.url,
+                    options=f"-c search_path={self.schema},public",
+                    connect_timeout=10,
+                    application_name="dispute_platform",
+                )
+            return self._pool
+
+    @contextmanager
+    def cursor(self) -> Iterator[psycopg2.extras.RealDictCursor]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        pool = self._get_pool()
+        conn = pool.getconn()
+        broken = False
+        try:
+            with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                yield cur
+            conn.commit()
+        except _CONNECTION_ERRORS:
+            broken = True
+            raise
+        except BaseException:
+            try:
+                conn.rollback()
+            except _CONNECTION_ERRORS:
+                broken = True
+            raise
+        finally:
+            pool.putconn(conn, close=broken or conn.closed != 0)
+
+    def transact(self, fn: Callable[[Any], T], *, attempts: int = 8, max_wait: float = 30.0) -> T:
+        """Run `fn(cursor)` in a transaction, again on a fresh connection if the server dropped
+        it, waiting up to `max_wait` seconds in all (enough for a Postgres restart)."""
+        delay, waited = 0.25, 0.0
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.cursor() as cur:
+                    return fn(cur)
+            except _CONNECTION_ERRORS as exc:
+                if attempt == attempts or waited >= max_wait:
+                    raise
+                log.warning("database connection lost (%s); retrying transaction in %.2fs", exc.__class__.__name__, delay)
+                time.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")
+
+    def fetch_all(self, sql: str, params: Any = None) -> list[dict]:
+        return self.transact(lambda cur: (cur.execute(sql, params), cur.fetchall())[1])
+
+    def fetch_one(self, sql: str, params: Any = None) -> dict | None:
+        return self.transact(lambda cur: (cur.execute(sql, params), cur.fetchone())[1])
+
+    def ping(self) -> bool:
+        try:
+            return self.fetch_one("SELECT 1 AS ok") is not None
+        except psycopg2.Error:
+            return False
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.closeall()
+                self._pool = None

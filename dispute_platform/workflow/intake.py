@@ -1,0 +1,144 @@
+"""From SQS bodies to stored events: parse, store durably, only then delete.
+
+A bad body never stops the good ones: it becomes a `rejected_events` row with its reason (and a
+dead-letter message where a DLQ is configured), and it is deleted from the queue like the rest,
+because redelivering it would only fail the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from dispute_platform.domain.models import MAX_EVENT_BODY_BYTES, DisputeEvent, strip_control_chars
+from dispute_platform.resources.sqs import ReceivedMessage, SQSResource
+from dispute_platform.store import repo
+from dispute_platform.store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+class _RejectConstant(ValueError):
+    pass
+
+
+def _no_nan(token: str) -> Any:
+    raise _RejectConstant(f"{token} is not a number JSON allows")
+
+
+def _describe(error: dict) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "body"
+    return f"{where}: {error['msg']}"
+
+
+def parse_body(body: str) -> DisputeEvent | str:
+    """The event, or the reason it is not one (a sentence a producer can act on)."""
+    parsed = _parse(body)
+    return parsed if isinstance(parsed, str) else parsed[0]
+
+
+def _parse(body: str) -> tuple[DisputeEvent, dict] | str:
+    size = len(body.encode("utf-8", "surrogatepass"))
+    if size > MAX_EVENT_BODY_BYTES:
+        return f"body is {size} bytes; the limit is {MAX_EVENT_BODY_BYTES}"
+    if not body.strip():
+        return "body is empty"
+    try:
+        data = json.loads(body, parse_constant=_no_nan)
+    except _RejectConstant as exc:
+        return f"not valid JSON: {exc}"
+    except (json.JSONDecodeError, RecursionError) as exc:
+        return f"not valid JSON: {exc}"
+    if not isinstance(data, dict):
+        return f"body must be a JSON object, got {type(data).__name__}"
+    if "case_id" not in data:
+        return "case_id: required field is missing"
+    try:
+        return DisputeEvent.model_validate(data), data
+    except ValidationError as exc:
+        return "; ".join(_describe(e) for e in exc.errors()[:5])
+
+
+def sanitize(value: Any) -> Any:
+    """A JSON value with control characters stripped from every string (Postgres JSONB refuses
+    NUL, and the rest only ever confuse a log or a prompt)."""
+    if isinstance(value, str):
+        return strip_control_chars(value)
+    if isinstance(value, dict):
+        return {strip_control_chars(str(k)): sanitize(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [sanitize(v) for v in value]
+    return value
+
+
+@dataclass
+class IngestStats:
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    delete_failures: int = 0
+    seconds: float = 0.0
+    rejected_reasons: list[str] = field(default_factory=list)
+
+
+def ingest_batch(db: Database, sqs: SQSResource, messages: list[ReceivedMessage], stats: IngestStats) -> None:
+    accepted: list[repo.AcceptedEvent] = []
+    rejected: list[repo.RejectedBody] = []
+    for message in messages:
+        outcome = _parse(message.body)
+        if not isinstance(outcome, str):
+            event, data = outcome
+            accepted.append(
+                repo.AcceptedEvent(
+                    event=event,
+                    body=sanitize(data),
+                    message_id=message.message_id,
+                    source_queue=sqs.dispute_events_queue_url,
+                )
+            )
+            continue
+        dead_lettered = False
+        try:
+            dead_lettered = sqs.send_dead_letter(message.body, outcome)
+        except Exception:  # noqa: BLE001 - the row below keeps the body either way
+            log.exception("could not copy rejected message %s to the dead-letter queue", message.message_id)
+        rejected.append(
+            repo.RejectedBody(
+                body=message.body,
+                raw=message.body.encode("utf-8", "surrogatepass"),
+                reason=outcome,
+                message_id=message.message_id,
+                source_queue=sqs.dispute_events_queue_url,
+                dead_lettered=dead_lettered,
+            )
+        )
+
+    def store(cur) -> list[str]:
+        stored = repo.record_accepted(cur, accepted)
+        repo.record_rejected(cur, rejected)
+        return stored
+
+    stored = db.transact(store)  # durable before anything is deleted
+    stats.received += len(messages)
+    stats.stored += len(stored)
+    stats.duplicates += len(accepted) - len(stored)
+    stats.rejected += len(rejected)
+    stats.rejected_reasons += [r.reason for r in rejected]
+    stats.delete_failures += len(sqs.delete(messages))
+
+
+def ingest_from_queue(db: Database, sqs: SQSResource, *, max_messages: int, budget_seconds: float) -> IngestStats:
+    stats = IngestStats()
+    started = time.monotonic()
+    batches: Iterator[list[ReceivedMessage]] = sqs.receive_batches(max_messages=max_messages, budget_seconds=budget_seconds)
+    for batch in batches:
+        ingest_batch(db, sqs, batch, stats)
+    stats.seconds = round(time.monotonic() - started, 3)
+    return stats
