@@ -7,7 +7,7 @@ the same numbers (outage hours, days to cancellation, earlier late fees ...).
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from pydantic import BaseModel
@@ -47,20 +47,25 @@ class DisputeFacts(BaseModel):
         return [f"{name}: {value}" for name, value in self.model_dump(mode="json").items() if value is not None]
 
 
-def _earlier_duplicate(disputed: Charge, charges: list[Charge]) -> Charge | None:
-    """Another settled charge for the same invoice or the same period and amount, taken no later
-    than the disputed one: then the disputed charge is the duplicate."""
+PLAN_CHARGE_KINDS = ("subscription", "renewal")
+
+
+def _duplicate_partner(disputed: Charge, charges: list[Charge]) -> Charge | None:
+    """Another settled charge of the same amount and kind for the same invoice or the same
+    period (POL-002 §1), earlier or later: either way the customer paid twice. A late fee or a
+    split payment on the same invoice is not a duplicate."""
+    plan_kinds = set(PLAN_CHARGE_KINDS)
+
+    def same_kind(a: Charge, b: Charge) -> bool:
+        return a.kind == b.kind or (a.kind in plan_kinds and b.kind in plan_kinds)
+
     for other in sorted(charges, key=lambda c: c.created_at):
         if other.charge_id == disputed.charge_id or other.status != "succeeded":
             continue
-        if other.created_at > disputed.created_at:
+        if other.amount != disputed.amount or not same_kind(other, disputed):
             continue
         same_invoice = disputed.invoice_id is not None and other.invoice_id == disputed.invoice_id
-        same_period = (
-            disputed.period_start is not None
-            and other.period_start == disputed.period_start
-            and other.amount == disputed.amount
-        )
+        same_period = disputed.period_start is not None and other.period_start == disputed.period_start
         if same_invoice or same_period:
             return other
     return None
@@ -68,19 +73,27 @@ def _earlier_duplicate(disputed: Charge, charges: list[Charge]) -> Charge | None
 
 def _outage_hours(context: EnrichedContext, charge: Charge | None) -> Decimal:
     """Unscheduled outage hours inside the disputed charge's billing period (or, without one,
-    the 31 days before the case)."""
+    the 31 days before the case): only the part of each incident within the period counts."""
     if charge is not None and charge.period_start and charge.period_end:
-        start, end = charge.period_start, charge.period_end
+        start_day, end_day = charge.period_start, charge.period_end
     else:
-        end = context.crm.case.opened_at.date()
-        start = end - timedelta(days=31)
-    total = Decimal("0")
+        end_day = context.crm.case.opened_at.date()
+        start_day = end_day - timedelta(days=31)
+    period_start = datetime.combine(start_day, time.min, tzinfo=UTC)
+    period_end = datetime.combine(end_day + timedelta(days=1), time.min, tzinfo=UTC)
+    seconds = 0.0
     for incident in context.crm.incidents:
         if incident.scheduled_maintenance:
             continue
-        if start <= incident.started_at.date() <= end:
-            total += incident.hours
-    return total
+        started = _aware(incident.started_at)
+        ended = _aware(incident.ended_at)
+        overlap = (min(ended, period_end) - max(started, period_start)).total_seconds()
+        seconds += max(0.0, overlap)
+    return (Decimal(str(seconds)) / Decimal(3600)).quantize(CENT)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def derive_facts(context: EnrichedContext) -> DisputeFacts:
@@ -106,12 +119,13 @@ def derive_facts(context: EnrichedContext) -> DisputeFacts:
     facts.charge_kind = charge.kind
     facts.refundable = charge.refundable
     facts.fulfillment_status = charge.fulfillment_status
-    duplicate = _earlier_duplicate(charge, context.payments.charges)
+    duplicate = _duplicate_partner(charge, context.payments.charges)
     facts.duplicate_of = duplicate.charge_id if duplicate else None
     facts.outage_hours = _outage_hours(context, charge)
-    if plan is not None and charge.kind in ("subscription", "renewal"):
+    if plan is not None and charge.kind in PLAN_CHARGE_KINDS:
         facts.overcharge = charge.amount - plan.price
-    if subscription is not None and subscription.cancel_requested_at is not None:
+    # Cancellation windows run from a plan (renewal) charge; other charges have none.
+    if subscription is not None and subscription.cancel_requested_at is not None and charge.kind in PLAN_CHARGE_KINDS:
         facts.days_to_cancel_request = (subscription.cancel_requested_at.date() - charge.created_at.date()).days
     if charge.kind == "late_fee":
         window_start = charge.created_at - timedelta(days=365)

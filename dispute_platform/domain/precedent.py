@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
-from dispute_platform.domain.facts import DisputeFacts, cents, months_used
+from dispute_platform.domain.facts import PLAN_CHARGE_KINDS, DisputeFacts, cents, months_used
 from dispute_platform.domain.models import Action, DisputeType, Segment, SimilarCase
 
 ENGINE_MODEL = "precedent-rules"
@@ -65,7 +65,7 @@ def _duplicate_charge(f: DisputeFacts) -> RuleOutcome:
             action=_refund(amount, f),
             amount=amount,
             citations=["POL-002 §2"],
-            reason=f"charge {f.charge_id} duplicates {f.duplicate_of} for the same invoice or period; "
+            reason=f"charges {f.charge_id} and {f.duplicate_of} are for the same invoice or period; "
             f"the duplicate is refunded",
             confidence=0.92,
         )
@@ -107,6 +107,13 @@ def _service_outage(f: DisputeFacts) -> RuleOutcome:
 
 def _cancellation_refund(f: DisputeFacts) -> RuleOutcome:
     days = f.days_to_cancel_request
+    if f.charge_kind not in PLAN_CHARGE_KINDS:
+        return RuleOutcome(
+            action=Action.DENY,
+            citations=["POL-004 §1"],
+            reason=f"the disputed charge is a {f.charge_kind or 'missing'} charge, not a plan renewal",
+            confidence=0.8,
+        )
     if days is None or f.charge_amount is None:
         return RuleOutcome(
             action=Action.DENY,
@@ -136,7 +143,7 @@ def _cancellation_refund(f: DisputeFacts) -> RuleOutcome:
     return RuleOutcome(
         action=Action.DENY,
         citations=["POL-004 §4"],
-        reason=f"cancellation asked {days} days after the renewal of a {f.billing_period or 'unknown'} plan, "
+        reason=f"cancellation asked {days} days after the renewal of the {f.billing_period or 'unknown'} plan, "
         "outside the refund windows",
         confidence=0.88,
     )

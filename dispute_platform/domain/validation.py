@@ -31,6 +31,8 @@ def find_disputed_charge(crm: CrmRecord, payments: PaymentRecord) -> Charge | No
     case = crm.case
     if case.charge_id:
         return next((c for c in payments.charges if c.charge_id == case.charge_id), None)
+    if case.dispute_type == DisputeType.GENERAL:
+        return None  # a general complaint names its charge or is about none: never guess one
     candidates = [
         c
         for c in payments.charges
@@ -98,9 +100,11 @@ def validate_dispute(
                 "amount_exceeds_billed",
                 f"disputed {case.amount} {case.currency} is more than the {charge.amount} billed",
             )
-        elif case.amount > charge.refundable:
-            code = "already_refunded" if charge.refundable == 0 else "amount_exceeds_refundable"
-            issue(code, f"disputed {case.amount} but only {charge.refundable} is still refundable")
+        elif charge.status == "succeeded" and case.amount > charge.refundable:
+            if charge.refundable == 0:
+                issue("already_refunded", f"charge {charge.charge_id} has already been refunded in full")
+            else:
+                issue("amount_exceeds_refundable", f"disputed {case.amount} but only {charge.refundable:.2f} is still refundable")
 
     return ValidationVerdict(
         issues=issues,

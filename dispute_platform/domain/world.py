@@ -13,6 +13,8 @@ from datetime import date, datetime
 from functools import cached_property
 from pathlib import Path
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from dispute_platform.domain.models import (
@@ -36,7 +38,7 @@ class WorldSubscription(BaseModel):
     subscription_id: str
     customer_id: str
     plan_id: str
-    status: str = "active"
+    status: Literal["active", "cancelled", "past_due"] = "active"
     started_at: date
     current_period_start: date
     current_period_end: date
