@@ -1,5 +1,10 @@
 """SQS over boto3: the same resource talks to AWS or to a local SQS-compatible endpoint; only
-configuration differs (endpoint URL, queue URLs, credentials from the environment)."""
+configuration differs (endpoint URL, queue URLs, credentials from the environment).
+
+Receives long-poll (up to 20 s per call, never past the caller's time budget). A received message
+stays hidden for `visibility_timeout_seconds`; a batch that takes longer to store extends it with
+`extend_visibility`, and `release` hands messages back at once. `ensure_redrive_policy` sets the
+dead-letter redrive that moves a message SQS has delivered too often."""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 SQS_BATCH = 10  # SQS's own limit per receive and per batch call
+MAX_VISIBILITY_SECONDS = 12 * 60 * 60  # SQS's limit on a message's visibility timeout
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,10 @@ class SQSResource(ConfigurableResource):
     dead_letter_queue_url: str | None = None
     wait_time_seconds: int = Field(default=1, ge=0, le=20, description="Long-poll wait per receive call.")
     visibility_timeout_seconds: int = Field(
-        default=120, ge=0, description="How long a received message stays hidden while its batch is stored."
+        default=120,
+        ge=0,
+        le=MAX_VISIBILITY_SECONDS,
+        description="How long a received message stays hidden while its batch is stored.",
     )
 
     @cached_property
@@ -58,10 +67,12 @@ class SQSResource(ConfigurableResource):
         received = 0
         while received < max_messages and time.monotonic() < deadline:
             want = min(SQS_BATCH, max_messages - received)
+            # Long-poll, but never past the budget: a sensor tick must end in time.
+            wait = max(0, min(self.wait_time_seconds, int(deadline - time.monotonic())))
             reply = self.client.receive_message(
                 QueueUrl=queue_url,
                 MaxNumberOfMessages=want,
-                WaitTimeSeconds=self.wait_time_seconds,
+                WaitTimeSeconds=wait,
                 VisibilityTimeout=self.visibility_timeout_seconds,
                 MessageSystemAttributeNames=["ApproximateReceiveCount"],
             )
@@ -92,6 +103,44 @@ class SQSResource(ConfigurableResource):
             )
             failed += [chunk[int(f["Id"])].message_id for f in reply.get("Failed", [])]
         return failed
+
+    def extend_visibility(
+        self, messages: Sequence[ReceivedMessage], seconds: int, queue_url: str | None = None
+    ) -> list[str]:
+        """Keep received messages hidden for `seconds` more from now (0 makes them visible
+        again). Returns the ids SQS refused: typically messages whose receipt handle expired,
+        which another consumer may already have received."""
+        if not 0 <= seconds <= MAX_VISIBILITY_SECONDS:
+            raise ValueError(f"visibility timeout must be 0..{MAX_VISIBILITY_SECONDS} seconds, not {seconds}")
+        queue_url = queue_url or self.dispute_events_queue_url
+        failed: list[str] = []
+        for start in range(0, len(messages), SQS_BATCH):
+            chunk = messages[start : start + SQS_BATCH]
+            reply = self.client.change_message_visibility_batch(
+                QueueUrl=queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": seconds} for i, m in enumerate(chunk)
+                ],
+            )
+            failed += [chunk[int(f["Id"])].message_id for f in reply.get("Failed", [])]
+        return failed
+
+    def release(self, messages: Sequence[ReceivedMessage], queue_url: str | None = None) -> list[str]:
+        """Make messages visible again now (a batch that could not be stored), instead of
+        waiting for their visibility timeout to run out."""
+        return self.extend_visibility(messages, 0, queue_url)
+
+    def queue_arn(self, queue_url: str | None = None) -> str:
+        return queue_arn(self.client, queue_url or self.dispute_events_queue_url)
+
+    def ensure_dead_letter_redrive(self, max_receive_count: int = 5) -> bool:
+        """Redrive the events queue to the configured dead-letter queue. Returns True when the
+        policy was changed, False when it was already so."""
+        if not self.dead_letter_queue_url:
+            raise ValueError("no dead-letter queue is configured")
+        return ensure_redrive_policy(
+            self.client, self.dispute_events_queue_url, self.queue_arn(self.dead_letter_queue_url), max_receive_count
+        )
 
     def send(self, body: str | dict, queue_url: str | None = None, attributes: dict[str, str] | None = None) -> str:
         queue_url = queue_url or self.dispute_events_queue_url
@@ -134,3 +183,21 @@ class SQSResource(ConfigurableResource):
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )["Attributes"]
         return int(attrs.get("ApproximateNumberOfMessages", 0)) + int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0))
+
+
+def queue_arn(client: Any, queue_url: str) -> str:
+    return client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def ensure_redrive_policy(client: Any, queue_url: str, dlq_arn: str, max_receive_count: int) -> bool:
+    """Make SQS move a message to `dlq_arn` after `max_receive_count` receives without a delete.
+    Idempotent: returns False (and changes nothing) when the queue already has this policy."""
+    if not 1 <= max_receive_count <= 1000:
+        raise ValueError(f"max_receive_count must be 1..1000, not {max_receive_count}")
+    attributes = client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"]).get("Attributes", {})
+    current = json.loads(attributes["RedrivePolicy"]) if attributes.get("RedrivePolicy") else {}
+    if current.get("deadLetterTargetArn") == dlq_arn and int(current.get("maxReceiveCount", 0)) == max_receive_count:
+        return False
+    policy = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}
+    client.set_queue_attributes(QueueUrl=queue_url, Attributes={"RedrivePolicy": json.dumps(policy)})
+    return True
