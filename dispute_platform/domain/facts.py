@@ -13,6 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pydantic import BaseModel
 
 from dispute_platform.domain.models import Charge, EnrichedContext
+from dispute_platform.domain.validation import utc_date
 
 CENT = Decimal("0.01")
 
@@ -126,7 +127,7 @@ def derive_facts(context: EnrichedContext) -> DisputeFacts:
         facts.overcharge = charge.amount - plan.price
     # Cancellation windows run from a plan (renewal) charge; other charges have none.
     if subscription is not None and subscription.cancel_requested_at is not None and charge.kind in PLAN_CHARGE_KINDS:
-        facts.days_to_cancel_request = (subscription.cancel_requested_at.date() - charge.created_at.date()).days
+        facts.days_to_cancel_request = (utc_date(subscription.cancel_requested_at) - utc_date(charge.created_at)).days
     if charge.kind == "late_fee":
         window_start = charge.created_at - timedelta(days=365)
         facts.late_fees_prior_12m = sum(

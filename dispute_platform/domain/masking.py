@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 
 # 13 to 19 digits, optionally grouped by spaces, dashes or dots (4-4-4-4, 4-6-5 for Amex ...).
-_CARD = re.compile(r"(?<![\w.])(?:\d[ \-.]?){12,18}\d(?![\w])")
+# A dot before the digits does not protect them ("card no.4111..."): over-masking a long decimal
+# is the fair price again.
+_CARD = re.compile(r"(?<![\w])(?:\d[ \-.]?){12,18}\d(?![\w])")
 _EMAIL = re.compile(
     r"[A-Za-z0-9._%+\-]+(?:@|\s*[\[(]\s*at\s*[\])]\s*)[A-Za-z0-9\-]+"
     r"(?:(?:\.|\s*[\[(]\s*dot\s*[\])]\s*)[A-Za-z0-9\-]+)*(?:\.|\s*[\[(]\s*dot\s*[\])]\s*)[A-Za-z]{2,}",
@@ -17,9 +19,18 @@ _PHONE = re.compile(
     r"(?<![\w$])(?:\+\d{1,3}[\s.\-]?)?(?:\(\d{2,4}\)|\d{2,4})[\s.\-]?\d{3,4}[\s.\-]?\d{3,4}(?![\w])"
 )
 _DIGITS = re.compile(r"\d")
+# A statement line ("2025-08-03 120.00") runs 13+ digits together with separators, yet every
+# space-separated part is an ISO date or an amount in cents: that is not a card.
+_DATE_OR_AMOUNT = re.compile(r"\d{4}-\d{2}-\d{2}|\d{1,9}\.\d{2}")
+
+
+def _is_dates_and_amounts(text: str) -> bool:
+    return all(_DATE_OR_AMOUNT.fullmatch(part) for part in text.split(" "))
 
 
 def _mask_card(match: re.Match[str]) -> str:
+    if _is_dates_and_amounts(match.group()):
+        return match.group()
     digits = _DIGITS.findall(match.group())
     return f"[CARD ****{''.join(digits[-4:])}]"
 
@@ -42,4 +53,4 @@ def mask_pii(text: str) -> str:
 
 def contains_card_number(text: str) -> bool:
     """True when an unmasked card-like digit run remains (used by tests and log scans)."""
-    return _CARD.search(text) is not None
+    return any(not _is_dates_and_amounts(m.group()) for m in _CARD.finditer(text))

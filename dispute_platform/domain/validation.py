@@ -5,6 +5,7 @@ An invalid dispute stops at `enriched_context` with its reasons; no model is eve
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from dispute_platform.domain.models import (
@@ -23,6 +24,12 @@ DISPUTE_WINDOW_DAYS = 120
 _NO_WINDOW = {DisputeType.UNAUTHORIZED}
 # A general complaint need not be about one charge.
 _CHARGE_OPTIONAL = {DisputeType.GENERAL}
+
+
+def utc_date(moment: datetime) -> date:
+    """The UTC calendar date of a moment. Day counts compare dates in one timezone: the CRM and
+    the payment system may write the same instant with different offsets."""
+    return moment.astimezone(UTC).date() if moment.tzinfo is not None else moment.date()
 
 
 def find_disputed_charge(crm: CrmRecord, payments: PaymentRecord) -> Charge | None:
@@ -82,7 +89,7 @@ def validate_dispute(
             named = f" {case.charge_id}" if case.charge_id else ""
             issue("charge_not_found", f"no charge{named} on the customer's payment history matches the dispute")
     else:
-        days_since_charge = (case.opened_at.date() - charge.created_at.date()).days
+        days_since_charge = (utc_date(case.opened_at) - utc_date(charge.created_at)).days
         if charge.status != "succeeded":
             issue("charge_not_settled", f"charge {charge.charge_id} is {charge.status}, nothing was taken")
         if charge.currency != case.currency:

@@ -23,7 +23,14 @@ from pydantic import BaseModel, Field, ValidationError
 from dispute_platform.domain.costs import ModelPrice, call_cost, price_for
 from dispute_platform.domain.facts import DisputeFacts, cents
 from dispute_platform.domain.masking import mask_pii
-from dispute_platform.domain.models import Action, EnrichedContext, PolicyHit, ResolutionProposal, SimilarCase
+from dispute_platform.domain.models import (
+    MAX_EVENT_AMOUNT,
+    Action,
+    EnrichedContext,
+    PolicyHit,
+    ResolutionProposal,
+    SimilarCase,
+)
 from dispute_platform.domain.precedent import ENGINE_MODEL, apply_policy_rules, weigh_precedent
 from dispute_platform.domain.prompt import PROMPT_VERSION, BuiltPrompt
 from dispute_platform.domain.tokens import count_tokens
@@ -105,7 +112,8 @@ class LLMReply(BaseModel):
     """The JSON a model must answer with (strict structured output)."""
 
     action: Literal["full_refund", "partial_refund", "credit", "deny", "escalate"]
-    amount: float = Field(ge=0)
+    # Bounded like an event's amount: a larger figure is no answer, and would not fit `Money`.
+    amount: float = Field(ge=0, le=float(MAX_EVENT_AMOUNT))
     confidence: float = Field(ge=0, le=1)
     reasoning: str = Field(max_length=4000)
     cited_policies: list[str]

@@ -1,0 +1,331 @@
+"""OpenAIProposer against a local server that speaks the chat-completions protocol: replies,
+usage and cost, retries on 429/5xx, timeouts, malformed JSON, refusals and the request itself."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from dispute_platform.domain.facts import derive_facts
+from dispute_platform.domain.models import Action
+from dispute_platform.domain.prompt import PROMPT_VERSION, build_prompt
+from dispute_platform.resources.llm import REPLY_SCHEMA, OpenAIProposer
+from dispute_platform_tests.domain import factories as f
+
+D = Decimal
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: Any = None  # a dict is sent as JSON, a str as is
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+@dataclass
+class FakeOpenAI:
+    """Scripted replies, one per request (the last one repeats), and every request it saw."""
+
+    port: int
+    replies: list[Reply] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def script(self, *replies: Reply) -> None:
+        self.replies = list(replies)
+
+    def next_reply(self, body: dict[str, Any], headers: dict[str, str]) -> Reply:
+        with self.lock:
+            self.requests.append(body)
+            self.headers.append(headers)
+            index = min(len(self.requests), len(self.replies)) - 1
+            return self.replies[index]
+
+
+def completion(content: str | None, *, prompt_tokens=1200, completion_tokens=300, cached=0, refusal=None,
+               finish_reason="stop", model="gpt-4o-mini-2024-07-18") -> dict[str, Any]:  # fmt: skip
+    return {
+        "id": "chatcmpl-test123",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "refusal": refusal},
+                "logprobs": None,
+                "finish_reason": finish_reason,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": cached},
+        },
+        "system_fingerprint": "fp_test",
+    }
+
+
+def error(status: int, message: str, code: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": code, "param": None, "code": code}}
+
+
+def answer(**overrides: Any) -> str:
+    reply = {
+        "action": "partial_refund",
+        "amount": 30.0,
+        "confidence": 0.87,
+        "reasoning": "Charged 150.00 against a contracted 120.00; the difference is refunded (POL-006 §2).",
+        "cited_policies": ["POL-006 §2"],
+        "similar_cases": ["HIST-0001"],
+    }
+    return json.dumps(reply | overrides)
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    state: dict[str, FakeOpenAI] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            fake = state["fake"]
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length)
+            if self.path != "/v1/chat/completions":
+                self._send(Reply(404, error(404, f"no route {self.path}", "not_found")))
+                return
+            reply = fake.next_reply(json.loads(raw), {k.lower(): v for k, v in self.headers.items()})
+            if reply.delay and fake.stop.wait(reply.delay):
+                return
+            self._send(reply)
+
+        def _send(self, reply: Reply) -> None:
+            payload = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)
+            data = payload.encode()
+            try:
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:
+                pass  # the client gave up (timeout test): nothing to tell it
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            pass
+
+    httpd = Server(("127.0.0.1", 0), Handler)
+    fake = FakeOpenAI(port=httpd.server_address[1])
+    state["fake"] = fake
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        fake.stop.set()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def dispute():
+    """A wrong-amount dispute through the real domain: context, facts, policies, cases, prompt."""
+    context = f.context(
+        dispute_type="wrong_amount",
+        charges=[f.charge(amount=D("150.00"))],
+        amount=D("150.00"),
+        description="Billed the Business price, I am on Team. Card 4111 1111 1111 1111, jane@example.com.",
+    )
+    facts = derive_facts(context)
+    policies = [f.policy_hit(6).model_copy(update={"citation": "POL-006 §2", "policy_id": "POL-006"}), f.policy_hit(1)]
+    cases = [f.similar_case(1), f.similar_case(2)]
+    prompt = build_prompt(context, facts, policies, cases)
+    return context, facts, prompt, policies, cases
+
+
+def propose(server: FakeOpenAI, dispute, **settings: Any):
+    context, facts, prompt, policies, cases = dispute
+    proposer = OpenAIProposer(api_key="test", base_url=server.base_url, **({"max_retries": 1} | settings))
+    return proposer.propose(context, facts, prompt, policies, cases)
+
+
+# -- a good reply --------------------------------------------------------------------------------
+
+
+def test_valid_reply_becomes_a_proposal_with_its_cost(server, dispute):
+    server.script(Reply(body=completion(answer(), prompt_tokens=1200, completion_tokens=300)))
+    proposal = propose(server, dispute)
+    assert (proposal.action, proposal.amount) == (Action.PARTIAL_REFUND, D("30.00"))
+    assert proposal.confidence == pytest.approx(0.87)
+    assert (proposal.input_tokens, proposal.output_tokens) == (1200, 300)
+    assert proposal.cost_usd == D("0.00036")
+    assert proposal.cited_policies == ["POL-006 §2"] and proposal.similar_cases == ["HIST-0001"]
+    assert (proposal.model, proposal.provider, proposal.prompt_version) == ("gpt-4o-mini", "openai", PROMPT_VERSION)
+    assert proposal.currency == "USD"
+    assert proposal.flags == []
+    assert "model_failure" not in proposal.flags
+    assert len(server.requests) == 1
+
+
+def test_cached_prompt_tokens_are_billed_at_the_cached_rate(server, dispute):
+    server.script(Reply(body=completion(answer(), prompt_tokens=2000, completion_tokens=0, cached=1024)))
+    assert propose(server, dispute).cost_usd == D("0.0002232")
+
+
+def test_citations_and_cases_not_in_the_prompt_are_dropped_with_a_flag(server, dispute):
+    content = answer(cited_policies=["POL-006 §2", "POL-999 §9"], similar_cases=["HIST-0002", "HIST-4242"])
+    server.script(Reply(body=completion(content)))
+    proposal = propose(server, dispute)
+    assert proposal.cited_policies == ["POL-006 §2"]
+    assert proposal.similar_cases == ["HIST-0002"]
+    assert "unknown_citation_dropped" in proposal.flags and "unknown_case_dropped" in proposal.flags
+
+
+def test_reply_amount_is_rounded_to_the_cent(server, dispute):
+    server.script(Reply(body=completion(answer(amount=29.999))))
+    assert propose(server, dispute).amount == D("30.00")
+
+
+def test_pii_in_the_model_reasoning_is_masked(server, dispute):
+    server.script(Reply(body=completion(answer(reasoning="Card 4111 1111 1111 1111 of jane@example.com"))))
+    reasoning = propose(server, dispute).reasoning
+    assert "4111 1111" not in reasoning and "jane@example.com" not in reasoning
+
+
+def test_absurd_amount_from_the_model_never_crashes_the_proposal(server, dispute):
+    # A talked-into-it model may answer any number; the guardrails need a proposal to clip.
+    server.script(Reply(body=completion(answer(amount=1e15))))
+    proposal = propose(server, dispute)
+    assert (proposal.action, proposal.amount, proposal.flags) == (Action.ESCALATE, D("0"), ["model_failure"])
+    assert len(server.requests) == 2  # asked again once, then a person decides
+
+
+# -- the request ---------------------------------------------------------------------------------
+
+
+def test_request_carries_model_messages_output_cap_and_json_schema(server, dispute):
+    _, _, prompt, _, _ = dispute
+    server.script(Reply(body=completion(answer())))
+    propose(server, dispute)
+    (body,) = server.requests
+    assert body["model"] == "gpt-4o-mini"
+    assert body["messages"] == prompt.messages
+    assert body["messages"][0]["role"] == "system"
+    assert 0 < body["max_tokens"] <= 1000
+    assert body["temperature"] == 0
+    response_format = body["response_format"]
+    assert response_format["type"] == "json_schema"
+    assert response_format["json_schema"]["name"] == REPLY_SCHEMA["name"]
+    assert response_format["json_schema"]["strict"] is True
+    schema = response_format["json_schema"]["schema"]
+    assert set(schema["required"]) == {"action", "amount", "confidence", "reasoning", "cited_policies", "similar_cases"}
+    assert schema["properties"]["action"]["enum"] == [a.value for a in Action]
+    assert server.headers[0]["authorization"] == "Bearer test"
+    # Nothing personal leaves for the model.
+    sent = json.dumps(body)
+    assert "4111 1111 1111 1111" not in sent and "jane@example.com" not in sent
+
+
+# -- failures ------------------------------------------------------------------------------------
+
+
+def test_rate_limited_then_success(server, dispute):
+    server.script(
+        Reply(429, error(429, "Rate limit reached for gpt-4o-mini", "rate_limit_exceeded"), {"Retry-After": "0"}),
+        Reply(body=completion(answer())),
+    )
+    proposal = propose(server, dispute, max_retries=1)
+    assert proposal.action == Action.PARTIAL_REFUND
+    assert "model_failure" not in proposal.flags
+    assert len(server.requests) == 2
+
+
+def test_server_errors_until_giving_up_escalate(server, dispute):
+    server.script(Reply(500, error(500, "The server had an error", "server_error")))
+    proposal = propose(server, dispute, max_retries=2)
+    assert len(server.requests) == 2 + 1
+    assert (proposal.action, proposal.amount) == (Action.ESCALATE, D("0"))
+    assert proposal.flags == ["model_failure"]
+    assert "500" in proposal.reasoning
+    assert proposal.confidence == 0
+    assert proposal.cost_usd == 0
+
+
+def test_timeout_escalates(server, dispute):
+    server.script(Reply(body=completion(answer()), delay=3.0))
+    started = time.perf_counter()
+    proposal = propose(server, dispute, timeout_seconds=0.5, max_retries=1)
+    assert time.perf_counter() - started < 3.0  # the client gave up; it did not wait for the reply
+    assert (proposal.action, proposal.flags) == (Action.ESCALATE, ["model_failure"])
+    assert "unreachable" in proposal.reasoning or "Timeout" in proposal.reasoning
+    assert len(server.requests) == 2
+
+
+def test_malformed_json_twice_escalates_after_one_re_ask(server, dispute):
+    server.script(Reply(body=completion('{"action": "full_refund", "amount": ')))
+    proposal = propose(server, dispute, invalid_reply_retries=1)
+    assert len(server.requests) == 2  # the first answer and one re-ask
+    assert (proposal.action, proposal.flags) == (Action.ESCALATE, ["model_failure"])
+    assert "JSON" in proposal.reasoning
+    # Both answers were paid for.
+    assert (proposal.input_tokens, proposal.output_tokens) == (2400, 600)
+    assert proposal.cost_usd == D("0.00072")
+
+
+def test_malformed_json_then_a_valid_answer_succeeds(server, dispute):
+    server.script(Reply(body=completion("Sure! Here is my answer: refund it.")), Reply(body=completion(answer())))
+    proposal = propose(server, dispute)
+    assert proposal.action == Action.PARTIAL_REFUND
+    assert len(server.requests) == 2
+
+
+def test_reply_outside_the_schema_is_not_accepted(server, dispute):
+    server.script(Reply(body=completion(answer(action="refund_everything", amount=-5))))
+    proposal = propose(server, dispute, invalid_reply_retries=0)
+    assert (proposal.action, proposal.flags) == (Action.ESCALATE, ["model_failure"])
+    assert len(server.requests) == 1
+
+
+def test_refusal_escalates_without_re_asking(server, dispute):
+    server.script(Reply(body=completion(None, refusal="I'm sorry, I can't help with that.", completion_tokens=10)))
+    proposal = propose(server, dispute)
+    assert (proposal.action, proposal.flags) == (Action.ESCALATE, ["model_failure"])
+    assert "refused" in proposal.reasoning
+    assert len(server.requests) == 1
+
+
+def test_client_error_is_not_retried(server, dispute):
+    server.script(Reply(401, error(401, "Incorrect API key provided", "invalid_api_key")))
+    proposal = propose(server, dispute, max_retries=2)
+    assert len(server.requests) == 1
+    assert (proposal.action, proposal.flags) == (Action.ESCALATE, ["model_failure"])
+    assert "401" in proposal.reasoning
