@@ -20,7 +20,8 @@ from rich.table import Table
 from dispute_platform import __version__
 from dispute_platform.settings import get_settings
 
-console = Console()
+# Wide enough for the summary table when the output is a file or a CI log.
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -89,11 +90,9 @@ def _background(program: str, *args: str, log_name: str) -> subprocess.Popen:
 
 
 def _materialize_knowledge() -> None:
-    from dispute_platform.settings import REPO_ROOT
-
     console.print("knowledge: embedding policies and past resolutions (Dagster run)...")
     result = _dagster(
-        "asset", "materialize", "-w", str(REPO_ROOT / "workspace.yaml"), "--select", "company_policies,historical_resolutions",
+        "asset", "materialize", "-m", "dispute_platform.definitions", "--select", "company_policies,historical_resolutions",
         check=False,
     )  # fmt: skip
     if result.returncode != 0:
@@ -212,8 +211,9 @@ def _active_runs() -> int:
         )
 
 
-def _wait_until_settled(db, settled: set[str], expected: int, timeout: float, label: str) -> dict[str, int]:
-    """Poll workflow_states until every dispute is in `settled` and no run is left, with a bar."""
+def _wait_until_settled(db, settled: set[str], expected: int, timeout: float, label: str, on_tick=None) -> dict[str, int]:
+    """Poll workflow_states until every dispute is in `settled` and no run is left, with a bar.
+    `on_tick` runs at every poll (the demo reviewer decides there)."""
     from dispute_platform.store import repo
 
     deadline = time.monotonic() + timeout
@@ -221,13 +221,15 @@ def _wait_until_settled(db, settled: set[str], expected: int, timeout: float, la
     with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task(label, total=max(expected, 1))
         while True:
+            if on_tick is not None:
+                on_tick()
             counts = db.transact(repo.status_counts)
             total = sum(counts.values())
             done = sum(n for s, n in counts.items() if s in settled)
             bar.update(task, total=max(total, expected, 1), completed=done)
             active = _active_runs()
             if total >= expected and done == total and active == 0:
-                # Settled and quiet twice in a row: no run is about to be requested.
+                # Settled and quiet for a few seconds: no run is about to be requested.
                 if quiet_since is not None and time.monotonic() - quiet_since > 3:
                     return counts
                 quiet_since = quiet_since or time.monotonic()
@@ -279,6 +281,7 @@ def run(auto_approve: bool, timeout: float, no_samples: bool) -> None:
     from dispute_platform.store.db import Database
 
     os.environ.setdefault("SQS_SENSOR_INTERVAL_SECONDS", "2")
+    os.environ.setdefault("REVIEW_SENSOR_INTERVAL_SECONDS", "2")
     with local_services() as services:
         _migrate()
         _set_pool_limits()
@@ -297,13 +300,74 @@ def run(auto_approve: bool, timeout: float, no_samples: bool) -> None:
         try:
             console.print("dagster-daemon started (sensors, run queue); logs in .dispute_platform/logs/daemon.log")
             _wait_until_settled(db, {s.value for s in INTAKE_SETTLED}, expected, timeout, "disputes to proposal")
+            if auto_approve:
+                with _demo_reviewer(db, settings) as approve_pending:
+                    _wait_until_settled(db, DEMO_SETTLED, expected, timeout, "decisions executed", on_tick=approve_pending)
         finally:
             _stop(daemon)
         console.print(_summary_table(db, "Disputes"))
-        console.print(
-            "Decide with `dispute-platform api` (POST /human-review/decision) or the Dagster launchpad; "
-            "`dispute-platform dev` opens the UI."
-        )
+        if not auto_approve:
+            console.print(
+                "Proposals wait for a reviewer: `dispute-platform reviewer add NAME` prints a token; "
+                "`dispute-platform api` serves POST /human-review/decision (or use the Dagster launchpad on "
+                "review_decision); `dispute-platform dev` opens the UI. `run --auto-approve` lets a demo reviewer decide."
+            )
+
+
+# Where a dispute rests once the demo reviewer has done what it may: escalations stay with people.
+DEMO_SETTLED = {
+    "invalid", "blocked", "proposal_failed", "completed", "execution_failed", "rejected",
+    "pending_review", "review_escalated", "awaiting_second_review",
+}  # fmt: skip
+
+
+@contextmanager
+def _demo_reviewer(db, settings) -> Iterator[object]:
+    """Serve the decision endpoint on a free port and approve, through it, every proposal that
+    has an action to approve. Escalations are left for a person, as the policies demand."""
+    import secrets
+    import socket
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from dispute_platform.api.app import create_app
+    from dispute_platform.store import repo
+
+    token = secrets.token_urlsafe(24)
+    name = f"demo-reviewer-{secrets.token_hex(3)}"
+    db.transact(lambda cur: repo.add_reviewer(cur, name, token, "demo@brightwave.example"))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    app = create_app(db, four_eyes_threshold=settings.escalation_threshold_usd)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    console.print(f"demo reviewer {name} deciding through http://127.0.0.1:{port}/human-review/decision")
+
+    def approve_pending() -> None:
+        for item in client.get("/human-review/pending").raise_for_status().json()["pending"]:
+            if item["action"] == "escalate" or item["status"] != "pending_review":
+                continue
+            answer = client.post(
+                "/human-review/decision",
+                json={"case_id": item["case_id"], "proposal_version": item["version"], "decision": "approved",
+                      "comments": "approved by the demo reviewer (run --auto-approve)"},
+            )  # fmt: skip
+            if answer.status_code not in (200, 409):
+                console.print(f"[yellow]{item['case_id']}: {answer.status_code} {answer.text}[/yellow]")
+
+    try:
+        yield approve_pending
+    finally:
+        client.close()
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 # --- dev ---------------------------------------------------------------------------------------
@@ -325,6 +389,55 @@ def dev(port: int, host: str) -> None:
         except KeyboardInterrupt:
             process.send_signal(signal.SIGINT)
             process.wait(timeout=30)
+
+
+# --- api and reviewers -----------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default=None, help="Bind address (default API_HOST, 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default API_PORT, 8003).")
+def api(host: str | None, port: int | None) -> None:
+    """Serve the decision endpoint (OpenAPI schema at /docs and /openapi.json)."""
+    import uvicorn
+
+    with local_services():
+        _migrate(verbose=False)
+        settings = get_settings()
+        uvicorn.run(
+            "dispute_platform.api.app:app_from_environment",
+            factory=True,
+            host=host or settings.api_host,
+            port=port or settings.api_port,
+            log_level="info",
+        )
+
+
+@main.group()
+def reviewer() -> None:
+    """Manage reviewer identities (bearer tokens, stored hashed)."""
+
+
+@reviewer.command("add")
+@click.argument("name")
+@click.option("--email", help="The reviewer's e-mail address.")
+def reviewer_add(name: str, email: str | None) -> None:
+    """Create a reviewer and print its token (shown once)."""
+    import secrets
+
+    import psycopg2
+
+    from dispute_platform.store import repo
+    from dispute_platform.store.db import Database
+
+    with local_services(verbose=False):
+        _migrate(verbose=False)
+        token = secrets.token_urlsafe(32)
+        try:
+            Database(os.environ["DATABASE_URL"]).transact(lambda cur: repo.add_reviewer(cur, name, token, email))
+        except psycopg2.errors.UniqueViolation:
+            _fail(f"a reviewer named {name!r} already exists")
+        console.print(f"reviewer {name} created. Token (shown once, keep it secret):\n{token}")
 
 
 # --- status ------------------------------------------------------------------------------------

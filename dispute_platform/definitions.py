@@ -11,17 +11,24 @@ from typing import Any
 
 from dagster import Definitions, EnvVar, in_process_executor
 
-from dispute_platform.assets.disputes import ai_proposal, enriched_context, raw_case
+from dispute_platform.assets.disputes import (
+    ai_proposal,
+    enriched_context,
+    executed_resolution,
+    raw_case,
+    resolution_embedding,
+    review_decision,
+)
 from dispute_platform.assets.knowledge import company_policies, historical_resolutions
 from dispute_platform.checks import cap_checks
 from dispute_platform.resources.email import OutboxEmail, SmtpEmail
 from dispute_platform.resources.limits import LimitsResource
 from dispute_platform.resources.llm import OpenAIProposer, PrecedentProposer
 from dispute_platform.resources.postgres import PostgresResource
-from dispute_platform.resources.providers import SandboxBilling, SandboxCRM, SandboxPayments
+from dispute_platform.resources.connectors.config import ConnectorSettings, select_providers
 from dispute_platform.resources.sqs import SQSResource
 from dispute_platform.resources.vectors import VectorStoreResource
-from dispute_platform.sensors import sqs_dispute_sensor
+from dispute_platform.sensors import review_decision_sensor, sqs_dispute_sensor
 from dispute_platform.settings import Settings, get_settings
 
 LOCAL_EVENTS_QUEUE = "dispute-events"
@@ -69,9 +76,8 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             human_review_queue_url=settings.human_review_notifications_queue_url,
             dead_letter_queue_url=settings.dispute_events_dlq_url,
         ),
-        "crm": SandboxCRM(**sandbox),
-        "billing": SandboxBilling(**sandbox),
-        "payments": SandboxPayments(**sandbox),
+        # The vendors' connectors when their variables are set, the sandbox otherwise.
+        **select_providers(ConnectorSettings(), sandbox),
         "vectors": VectorStoreResource(
             chroma_path=str(settings.chroma_path),
             chroma_host=settings.chroma_host,
@@ -90,9 +96,18 @@ def build_resources(settings: Settings) -> dict[str, Any]:
 
 
 defs = Definitions(
-    assets=[raw_case, enriched_context, ai_proposal, company_policies, historical_resolutions],
+    assets=[
+        raw_case,
+        enriched_context,
+        ai_proposal,
+        review_decision,
+        executed_resolution,
+        resolution_embedding,
+        company_policies,
+        historical_resolutions,
+    ],
     asset_checks=cap_checks,
-    sensors=[sqs_dispute_sensor],
+    sensors=[sqs_dispute_sensor, review_decision_sensor],
     resources=build_resources(get_settings()),
     # A run carries many disputes; one process for all its steps avoids paying imports per step.
     executor=in_process_executor,

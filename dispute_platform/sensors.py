@@ -10,6 +10,7 @@ event of a batch, so a repeated request is dropped by Dagster.
 from dagster import (
     AssetKey,
     DefaultSensorStatus,
+    ResourceParam,
     RunRequest,
     SensorEvaluationContext,
     SensorResult,
@@ -18,11 +19,13 @@ from dagster import (
 )
 
 from dispute_platform.partitions import disputes_partitions
+from dispute_platform.resources.email import EmailSender
 from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.resources.sqs import SQSResource
 from dispute_platform.settings import get_settings
 from dispute_platform.store import repo
 from dispute_platform.workflow.intake import ingest_from_queue
+from dispute_platform.workflow.notify import notify_overdue
 
 INTAKE_ASSETS = [AssetKey("raw_case"), AssetKey("enriched_context"), AssetKey("ai_proposal")]
 RANGE_START = "dagster/asset_partition_range_start"
@@ -88,3 +91,45 @@ def sqs_dispute_sensor(context: SensorEvaluationContext, sqs: SQSResource, postg
         cursor=str(max(d.first_event_id for d in new)),
     )
 
+
+
+REVIEW_ASSETS = [AssetKey("review_decision"), AssetKey("executed_resolution"), AssetKey("resolution_embedding")]
+
+
+@sensor(
+    name="review_decision_sensor",
+    minimum_interval_seconds=get_settings().review_sensor_interval_seconds,
+    default_status=DefaultSensorStatus.RUNNING,
+    asset_selection=REVIEW_ASSETS,
+    description="Watches Postgres for settled review decisions (cursor = decision id) and starts one run of "
+    "review_decision -> executed_resolution -> resolution_embedding per decided dispute; escalates reviews "
+    "pending longer than the SLA.",
+)
+def review_decision_sensor(
+    context: SensorEvaluationContext,
+    postgres: PostgresResource,
+    sqs: SQSResource,
+    email: ResourceParam[EmailSender],
+):
+    settings = get_settings()
+    db = postgres.db
+    for state in db.transact(lambda cur: repo.overdue_reviews(cur, settings.review_sla_hours)):
+        full = db.transact(lambda cur, case_id=state["case_id"]: repo.workflow_state(cur, case_id))
+        notify_overdue(db, email, sqs, settings, full)
+        context.log.info(f"{state['case_id']}: review pending beyond {settings.review_sla_hours} h, escalated")
+    cursor = int(context.cursor or 0)
+    decided = db.transact(lambda cur: repo.final_decisions_after(cur, cursor))
+    if not decided:
+        return SkipReason("no new decisions")
+    return SensorResult(
+        run_requests=[
+            RunRequest(
+                run_key=f"review:{d['case_id']}:{d['id']}",
+                partition_key=d["case_id"],
+                asset_selection=REVIEW_ASSETS,
+                tags={"dispute_platform/step": "review", "dispute_platform/decision_id": str(d["id"])},
+            )
+            for d in decided
+        ],
+        cursor=str(max(d["id"] for d in decided)),
+    )

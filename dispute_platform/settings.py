@@ -52,6 +52,7 @@ class Settings(BaseSettings):
         default=20.0, gt=0, le=50, description="A tick stops receiving after this long (Dagster's limit is 60 s)."
     )
     sqs_sensor_interval_seconds: int = Field(default=10, ge=1, description="Seconds between SQS sensor ticks.")
+    review_sensor_interval_seconds: int = Field(default=10, ge=1, description="Seconds between review sensor ticks.")
     disputes_per_run: int = Field(default=100, ge=1, description="Most new disputes one intake run carries.")
     # --- source systems ----------------------------------------------------------------------
     sandbox_data: Path | None = Field(

@@ -368,3 +368,194 @@ def ai_proposal(
             "llm_cost_usd": float(totals["cost_usd"]),
         }
     )
+
+
+# --- review_decision -----------------------------------------------------------------------
+
+
+class ModifiedResolutionConfig(Config):
+    action: str
+    amount: float = 0.0
+    reason: str = ""
+
+
+class ReviewDecisionConfig(Config):
+    """Leave `decision` empty to take the decision recorded in Postgres (the endpoint's way);
+    fill it in the launchpad to decide here. Both go through the same rules."""
+
+    decision: str | None = Field(default=None, description="approved | rejected | modified")
+    reviewer: str | None = Field(default=None, description="Who decides (the launchpad user).")
+    comments: str = ""
+    proposal_version: int | None = Field(default=None, description="Defaults to the current proposal.")
+    modified_resolution: ModifiedResolutionConfig | None = None
+
+
+@asset(
+    partitions_def=disputes_partitions,
+    backfill_policy=BATCHED,
+    group_name=GROUP,
+    deps=[ai_proposal],
+    kinds={"postgres"},
+    description="The human reviewer's decision on the proposal (from the decision endpoint, or given here "
+    "in the launchpad config), with who decided and what changed from the proposal.",
+)
+def review_decision(
+    context: AssetExecutionContext, config: ReviewDecisionConfig, postgres: PostgresResource, limits: LimitsResource
+) -> MaterializeResult:
+    from dispute_platform.domain.models import ModifiedResolution
+    from dispute_platform.domain.review import DecisionRefused
+    from dispute_platform.workflow.review import record_decision
+
+    keys = list(context.partition_keys)
+    db = postgres.db
+    if config.decision is not None:
+        if not config.reviewer:
+            raise Failure(description="a launchpad decision needs `reviewer`", allow_retries=False)
+        modified = (
+            ModifiedResolution(
+                action=config.modified_resolution.action,
+                amount=Decimal(str(config.modified_resolution.amount)),
+                reason=config.modified_resolution.reason,
+            )
+            if config.modified_resolution
+            else None
+        )
+        for key in keys:
+            try:
+                record_decision(
+                    db,
+                    case_id=key,
+                    decision=config.decision,
+                    reviewer=config.reviewer,
+                    comments=config.comments,
+                    proposal_version=config.proposal_version,
+                    modified=modified,
+                    source="launchpad",
+                    four_eyes_threshold=limits.escalation_threshold,
+                )
+            except DecisionRefused as refused:
+                raise Failure(
+                    description=f"decision refused for {key} ({refused.status_code}): {refused.reason}", allow_retries=False
+                ) from refused
+    states = db.transact(lambda cur: repo.workflow_states(cur, keys))
+    for key in keys:
+        state = states.get(key, {})
+        review = state.get("human_review_data") or {}
+        context.add_asset_metadata(
+            {
+                "status": state.get("status", "unknown"),
+                "decision": review.get("decision", "none yet"),
+                "reviewers": ", ".join(review.get("reviewers", [])) or "-",
+                "effective_action": review.get("effective_action", "-"),
+                "effective_amount": float(review["effective_amount"]) if review.get("effective_amount") else None,
+                "final": bool(review.get("final")),
+                "changed_from_proposal": MetadataValue.json(review.get("changed_from_proposal") or {}),
+                "comments": review.get("comments", ""),
+            },
+            partition_key=key,
+        )
+    return MaterializeResult()
+
+
+# --- executed_resolution -------------------------------------------------------------------
+
+
+@asset(
+    partitions_def=disputes_partitions,
+    backfill_policy=BATCHED,
+    group_name=GROUP,
+    deps=[review_decision],
+    kinds={"stripe", "postgres"},
+    retry_policy=TRANSIENT_RETRY,
+    description="The approved refund (payments) or credit (billing) with an idempotency key derived from "
+    "the dispute and the decision, or the recorded no-op of a rejection; the customer is notified.",
+)
+def executed_resolution(
+    context: AssetExecutionContext,
+    postgres: PostgresResource,
+    payments: ResourceParam[PaymentsProvider],
+    billing: ResourceParam[BillingProvider],
+    crm: ResourceParam[CRMProvider],
+    email: ResourceParam[EmailSender],
+) -> MaterializeResult:
+    from dispute_platform.resources.providers import RefundRefused
+    from dispute_platform.workflow.execute import ExecutionRefused, execute_decision
+
+    errors: dict[str, str] = {}
+    permanent = True
+    for key in context.partition_keys:
+        try:
+            result = execute_decision(
+                postgres.db, key, payments=payments, billing=billing, crm=crm, email=email, run_id=context.run_id
+            )
+        except ExecutionRefused as refused:
+            context.add_asset_metadata({"status": "refused", "reason": str(refused)}, partition_key=key)
+            context.log.warning(f"{key}: {refused}")
+            continue
+        except RefundRefused as refused:
+            errors[key] = f"refused by the provider: {refused}"
+            context.add_asset_metadata({"status": "execution_failed", "error": errors[key]}, partition_key=key)
+            continue
+        except Exception as exc:  # noqa: BLE001 - recorded by execute_decision; retried below
+            errors[key] = f"{exc.__class__.__name__}: {exc}"
+            permanent = False
+            context.add_asset_metadata({"status": "execution_failed", "error": errors[key]}, partition_key=key)
+            continue
+        context.add_asset_metadata(
+            {
+                "status": result.status,
+                "action": result.action,
+                "amount": _money(result.amount),
+                "reference": result.reference or "-",
+                "replayed": result.replayed,
+                "detail": result.detail or "-",
+            },
+            partition_key=key,
+        )
+    if errors:
+        raise Failure(
+            description=f"{len(errors)} execution(s) failed; each dispute is marked execution_failed with the error",
+            metadata={"errors": MetadataValue.json(errors)},
+            allow_retries=not permanent,
+        )
+    return MaterializeResult()
+
+
+# --- resolution_embedding ------------------------------------------------------------------
+
+
+@asset(
+    partitions_def=disputes_partitions,
+    backfill_policy=BATCHED,
+    group_name=GROUP,
+    deps=[executed_resolution],
+    kinds={"chroma"},
+    pool="chroma_writer",
+    retry_policy=TRANSIENT_RETRY,
+    description="The final resolution upserted into Chroma dispute_resolutions (one entry per case), so the "
+    "next similar dispute finds it among its similar cases.",
+)
+def resolution_embedding(
+    context: AssetExecutionContext, postgres: PostgresResource, vectors: VectorStoreResource
+) -> MaterializeResult:
+    from dispute_platform.workflow.remember import remember_resolution
+
+    for key in context.partition_keys:
+        remembered = remember_resolution(postgres.db, vectors, key, context.run_id)
+        if remembered.record is None:
+            context.add_asset_metadata({"status": "skipped", "reason": remembered.skipped}, partition_key=key)
+            continue
+        record = remembered.record
+        context.add_asset_metadata(
+            {
+                "status": "embedded",
+                "action": record.action,
+                "resolved_amount": _money(record.resolved_amount),
+                "outcome": record.outcome,
+                "citations": ", ".join(record.citations) or "-",
+                "embedding_model": vectors.embedder.identity,
+                "document": MetadataValue.md(record.document()),
+            },
+            partition_key=key,
+        )
+    return MaterializeResult()

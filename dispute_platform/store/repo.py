@@ -340,3 +340,141 @@ def historical_counts(cur) -> list[dict]:
         "SELECT source, dispute_type, COUNT(*) AS n FROM historical_resolutions GROUP BY source, dispute_type ORDER BY 1, 2"
     )
     return cur.fetchall()
+
+
+# --- reviewers and decisions ---------------------------------------------------------------
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def add_reviewer(cur, name: str, token: str, email: str | None = None) -> None:
+    cur.execute(
+        "INSERT INTO reviewers (name, email, token_sha256) VALUES (%s, %s, %s)",
+        (name, email, token_digest(token)),
+    )
+
+
+def reviewer_for_token(cur, token: str) -> str | None:
+    cur.execute("SELECT name FROM reviewers WHERE token_sha256 = %s AND disabled_at IS NULL", (token_digest(token),))
+    row = cur.fetchone()
+    return row["name"] if row else None
+
+
+def lock_case(cur, case_id: str) -> None:
+    """Serialise decisions and executions of one dispute (transaction-scoped)."""
+    cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("case:" + case_id,))
+
+
+def decisions_for(cur, case_id: str, version: int | None = None) -> list[dict]:
+    if version is None:
+        cur.execute("SELECT * FROM review_decisions WHERE case_id = %s ORDER BY id", (case_id,))
+    else:
+        cur.execute(
+            "SELECT * FROM review_decisions WHERE case_id = %s AND proposal_version = %s ORDER BY id", (case_id, version)
+        )
+    return cur.fetchall()
+
+
+def insert_decision(
+    cur,
+    *,
+    case_id: str,
+    version: int,
+    decision: str,
+    reviewer: str,
+    comments: str,
+    modified: dict | None,
+    effective_action: str,
+    effective_amount: Decimal,
+    source: str,
+) -> int:
+    cur.execute(
+        """INSERT INTO review_decisions (case_id, proposal_version, decision, reviewer, comments, modified_resolution,
+                                         effective_action, effective_amount, source)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+        (case_id, version, decision, reviewer, comments, _json(modified) if modified else None, effective_action,
+         effective_amount, source),
+    )  # fmt: skip
+    return cur.fetchone()["id"]
+
+
+def final_decisions_after(cur, cursor: int, limit: int = 200) -> list[dict]:
+    """Decisions that settled their dispute (decided or rejected), after a decision-id cursor."""
+    cur.execute(
+        """SELECT d.id, d.case_id, d.proposal_version FROM review_decisions d
+           JOIN workflow_states w ON w.case_id = d.case_id
+           WHERE d.id > %s AND w.proposal_version = d.proposal_version
+             AND w.status NOT IN ('pending_review', 'review_escalated', 'awaiting_second_review')
+             AND d.id = (SELECT MAX(id) FROM review_decisions x WHERE x.case_id = d.case_id AND x.proposal_version = d.proposal_version)
+           ORDER BY d.id LIMIT %s""",
+        (cursor, limit),
+    )
+    return cur.fetchall()
+
+
+def overdue_reviews(cur, older_than_hours: float) -> list[dict]:
+    cur.execute(
+        """SELECT w.case_id, w.proposal_version, p.created_at FROM workflow_states w
+           JOIN proposals p ON p.case_id = w.case_id AND p.version = w.proposal_version
+           WHERE w.status = 'pending_review' AND p.created_at < now() - make_interval(secs => %s)
+           ORDER BY p.created_at""",
+        (older_than_hours * 3600,),
+    )
+    return cur.fetchall()
+
+
+def pending_reviews(cur) -> list[dict]:
+    cur.execute(
+        """SELECT w.case_id, w.run_id, w.status, w.dispute_type, w.segment, w.disputed_amount, w.currency,
+                  p.version, p.action, p.amount, p.confidence, p.flags, p.provider, p.created_at,
+                  EXTRACT(EPOCH FROM now() - p.created_at) / 3600.0 AS age_hours
+           FROM workflow_states w JOIN proposals p ON p.case_id = w.case_id AND p.version = w.proposal_version
+           WHERE w.status IN ('pending_review', 'review_escalated', 'awaiting_second_review')
+           ORDER BY p.created_at, w.case_id"""
+    )
+    return cur.fetchall()
+
+
+# --- executions ----------------------------------------------------------------------------
+
+
+def execution_for_key(cur, key: str) -> dict | None:
+    cur.execute("SELECT * FROM executions WHERE idempotency_key = %s", (key,))
+    return cur.fetchone()
+
+
+def start_execution(
+    cur, *, case_id: str, version: int, decision_id: int, key: str, action: str, amount: Decimal, currency: str
+) -> dict:
+    """The execution row for this key, created if new; attempts counts every try."""
+    cur.execute(
+        """INSERT INTO executions (case_id, proposal_version, decision_id, idempotency_key, action, amount, currency, status, attempts)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, 'started', 1)
+           ON CONFLICT (idempotency_key) DO UPDATE SET attempts = executions.attempts + 1, updated_at = now()
+           RETURNING *""",
+        (case_id, version, decision_id, key, action, amount, currency),
+    )
+    return cur.fetchone()
+
+
+def finish_execution(cur, key: str, status: str, provider_ref: str | None = None, error: str | None = None) -> None:
+    cur.execute(
+        "UPDATE executions SET status = %s, provider_ref = COALESCE(%s, provider_ref), error = %s, updated_at = now() "
+        "WHERE idempotency_key = %s",
+        (status, provider_ref, error, key),
+    )
+
+
+def succeeded_execution(cur, case_id: str) -> dict | None:
+    cur.execute(
+        "SELECT * FROM executions WHERE case_id = %s AND status IN ('succeeded', 'noop') ORDER BY id DESC LIMIT 1",
+        (case_id,),
+    )
+    return cur.fetchone()
+
+
+def executions_for(cur, case_id: str) -> list[dict]:
+    cur.execute("SELECT * FROM executions WHERE case_id = %s ORDER BY id", (case_id,))
+    return cur.fetchall()

@@ -87,3 +87,47 @@ def notify_reviewers(
             run_id=run_id,
         )
     )
+
+
+def notify_overdue(db: Database, email: EmailSender, sqs: SQSResource, settings: Settings, state: dict) -> None:
+    """The SLA passed: mark the dispute escalated and tell the approvers again, louder."""
+    from dispute_platform.domain.models import ResolutionProposal
+    from dispute_platform.domain.states import Status
+
+    stored = dict(state["resolution_proposal"] or {})
+    version = stored.pop("version", state["proposal_version"])
+    proposal = ResolutionProposal.model_validate(stored)
+    crm = state["crm_data"] or {}
+    account = crm.get("account", {})
+    subject, body = review_request(
+        case_id=state["case_id"],
+        customer=f"{account.get('name', '?')} ({state['customer_id']})",
+        segment=state["segment"] or "?",
+        dispute_type=state["dispute_type"] or "?",
+        disputed=state["disputed_amount"],
+        currency=state["currency"] or "USD",
+        description=(crm.get("case") or {}).get("description", ""),
+        proposal=proposal,
+        version=version,
+        policies=[],
+        cases=[],
+        ui_url=settings.dagster_ui_url,
+        api_url=f"http://{settings.api_host}:{settings.api_port}",
+        escalated_for_sla=True,
+    )
+    errors: dict[str, str] = {}
+    try:
+        email.send([settings.approver_email], subject, body, reference=f"sla-{state['case_id']}-v{version}")
+    except Exception as exc:  # noqa: BLE001
+        errors["email"] = f"{exc.__class__.__name__}: {exc}"
+    try:
+        sqs.notify_review({"case_id": state["case_id"], "proposal_version": version, "escalated_for_sla": True})
+    except Exception as exc:  # noqa: BLE001
+        errors["review_queue"] = f"{exc.__class__.__name__}: {exc}"
+    reason = f"pending review longer than {settings.review_sla_hours:g} h"
+
+    def mark(cur) -> None:
+        repo.set_status(cur, state["case_id"], Status.REVIEW_ESCALATED, "review_decision", reason)
+        repo.audit(cur, state["case_id"], "review_decision", "sla_escalated", {"version": version, "errors": errors})
+
+    db.transact(mark)

@@ -1,0 +1,269 @@
+"""The decision endpoint (FastAPI): reviewers read pending proposals and decide.
+
+Every route but /health needs a bearer token; the token names the reviewer, and that name is what
+is recorded (a `reviewer_name` in the body is ignored). Answers: 401 bad or missing token, 404
+unknown dispute, 409 not pending / stale version / already decided, 422 a body that does not hold.
+"""
+
+
+import uuid
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Path, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from dispute_platform import __version__
+from dispute_platform.domain.models import CASE_ID_PATTERN, CleanText, ModifiedResolution
+from dispute_platform.domain.review import DecisionRefused
+from dispute_platform.store import repo
+from dispute_platform.store.db import Database
+from dispute_platform.workflow.review import record_decision, resolve_case_id
+
+CaseIdPath = Annotated[str, Path(pattern=CASE_ID_PATTERN)]
+_bearer = HTTPBearer(auto_error=False)
+
+
+class DecisionBody(BaseModel):
+    """The seed's body, plus the proposal version it answers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: uuid.UUID | None = None
+    case_id: Annotated[str, StringConstraints(pattern=CASE_ID_PATTERN)] | None = None
+    decision: Literal["approved", "rejected", "modified"]
+    reviewer_name: Annotated[CleanText, StringConstraints(max_length=255)] | None = Field(
+        default=None, description="Ignored: the reviewer is the token's."
+    )
+    comments: Annotated[CleanText, StringConstraints(max_length=5000)] = ""
+    modified_resolution: ModifiedResolution | None = None
+    proposal_version: int = Field(ge=1, le=1_000_000, description="The proposal version this decision answers.")
+
+
+class DecisionAnswer(BaseModel):
+    status: Literal["recorded"]
+    decision_id: int
+    case_id: str
+    proposal_version: int
+    final: bool
+    dispute_status: str
+    effective_action: str
+    effective_amount: Decimal
+    reviewer: str
+    message: str
+
+
+def _jsonable(row: dict | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, Decimal):
+            out[key] = str(value)
+        elif isinstance(value, uuid.UUID):
+            out[key] = str(value)
+        elif hasattr(value, "isoformat"):
+            out[key] = value.isoformat()
+        else:
+            out[key] = value
+    return out
+
+
+def create_app(db: Database, *, four_eyes_threshold: Decimal, queue_ping: Any = None) -> FastAPI:
+    app = FastAPI(
+        title="dispute_platform decision endpoint",
+        version=__version__,
+        description="Human review of billing-dispute proposals. Authenticate with `Authorization: Bearer <token>` "
+        "(tokens come from `dispute-platform reviewer add NAME`).",
+    )
+
+    def reviewer(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
+        if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+            raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+        name = db.transact(lambda cur: repo.reviewer_for_token(cur, credentials.credentials))
+        if name is None:
+            raise HTTPException(401, "unknown or disabled reviewer token", headers={"WWW-Authenticate": "Bearer"})
+        return name
+
+    Reviewer = Annotated[str, Depends(reviewer)]
+
+    @app.exception_handler(DecisionRefused)
+    async def refused(_: Request, exc: DecisionRefused) -> JSONResponse:
+        return JSONResponse(status_code=exc.status_code, content={"detail": exc.reason})
+
+    @app.get("/health", tags=["operations"])
+    def health() -> JSONResponse:
+        database = db.ping()
+        queue = True
+        if queue_ping is not None:
+            try:
+                queue_ping()
+            except Exception:  # noqa: BLE001 - reported as unreachable
+                queue = False
+        healthy = database and queue
+        return JSONResponse(
+            status_code=200 if healthy else 503,
+            content={"status": "ok" if healthy else "degraded", "database": database, "queue": queue, "version": __version__},
+        )
+
+    @app.get("/human-review/pending", tags=["review"])
+    def pending(_: Reviewer) -> dict[str, Any]:
+        rows = db.transact(repo.pending_reviews)
+        items = []
+        for row in rows:
+            item = _jsonable(row) or {}
+            item["age_hours"] = round(float(row["age_hours"]), 2)
+            item["escalated"] = row["status"] == "review_escalated"
+            items.append(item)
+        return {"count": len(items), "pending": items}
+
+    @app.post("/human-review/decision", tags=["review"], response_model=DecisionAnswer)
+    def decide(body: DecisionBody, who: Reviewer) -> DecisionAnswer:
+        case_id = resolve_case_id(db, body.case_id, str(body.run_id) if body.run_id else None)
+        recorded = record_decision(
+            db,
+            case_id=case_id,
+            decision=body.decision,
+            reviewer=who,
+            comments=body.comments,
+            proposal_version=body.proposal_version,
+            modified=body.modified_resolution,
+            source="api",
+            four_eyes_threshold=four_eyes_threshold,
+        )
+        outcome = recorded.outcome
+        message = (
+            "decision recorded; the review sensor starts execution"
+            if outcome.final
+            else "first approval recorded; a second, different reviewer must approve (four-eyes)"
+        )
+        return DecisionAnswer(
+            status="recorded",
+            decision_id=recorded.decision_id,
+            case_id=case_id,
+            proposal_version=recorded.proposal_version,
+            final=outcome.final,
+            dispute_status=outcome.new_status.value,
+            effective_action=outcome.effective_action,
+            effective_amount=outcome.effective_amount,
+            reviewer=who,
+            message=message,
+        )
+
+    def _state_by_run(run_id: str) -> dict:
+        try:
+            uuid.UUID(run_id)
+        except ValueError:
+            raise HTTPException(404, f"no workflow {run_id}") from None
+        row = db.fetch_one("SELECT * FROM workflow_states WHERE run_id = %s::uuid", (run_id,))
+        if row is None:
+            raise HTTPException(404, f"no workflow {run_id}")
+        return row
+
+    def _state_by_case(case_id: str) -> dict:
+        row = db.fetch_one("SELECT * FROM workflow_states WHERE case_id = %s", (case_id,))
+        if row is None:
+            raise HTTPException(404, f"no dispute {case_id}")
+        return row
+
+    def _steps(case_id: str) -> list[dict]:
+        return [_jsonable(r) for r in db.transact(lambda cur: repo.audit_trail(cur, case_id))]
+
+    @app.get("/workflow/{run_id}/status", tags=["disputes"])
+    def workflow_status(run_id: str, _: Reviewer) -> dict[str, Any]:
+        state = _state_by_run(run_id)
+        return {
+            "run_id": str(state["run_id"]),
+            "case_id": state["case_id"],
+            "status": state["status"],
+            "current_step": state["current_step"],
+            "status_reason": state["status_reason"],
+            "proposal_version": state["proposal_version"],
+            "updated_at": state["updated_at"].isoformat(),
+            "completed_at": state["completed_at"].isoformat() if state["completed_at"] else None,
+            "steps": _steps(state["case_id"]),
+        }
+
+    @app.get("/disputes/{case_id}", tags=["disputes"])
+    def dispute(case_id: CaseIdPath, _: Reviewer) -> dict[str, Any]:
+        state = _state_by_case(case_id)
+        proposal = db.transact(lambda cur: repo.latest_proposal(cur, case_id))
+        return {
+            "case_id": case_id,
+            "run_id": str(state["run_id"]),
+            "status": state["status"],
+            "current_step": state["current_step"],
+            "status_reason": state["status_reason"],
+            "dispute_type": state["dispute_type"],
+            "segment": state["segment"],
+            "disputed_amount": str(state["disputed_amount"]) if state["disputed_amount"] is not None else None,
+            "currency": state["currency"],
+            "validation": state["validation"],
+            "proposal": _jsonable(proposal),
+            "decisions": [_jsonable(d) for d in db.transact(lambda cur: repo.decisions_for(cur, case_id))],
+            "executions": [_jsonable(e) for e in db.transact(lambda cur: repo.executions_for(cur, case_id))],
+            "final_resolution": state["final_resolution"],
+            "steps": _steps(case_id),
+        }
+
+    def _costs(states: list[dict]) -> dict[str, Any]:
+        case_ids = [s["case_id"] for s in states]
+        tokens = db.fetch_all(
+            "SELECT case_id, SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens, COUNT(*) AS proposals, "
+            "SUM(CASE WHEN cache_hit THEN 1 ELSE 0 END) AS cache_hits FROM proposals WHERE case_id = ANY(%s) GROUP BY case_id",
+            (case_ids,),
+        )
+        by_case = {t["case_id"]: t for t in tokens}
+        workflows = []
+        for s in states:
+            t = by_case.get(s["case_id"], {})
+            workflows.append(
+                {
+                    "run_id": str(s["run_id"]),
+                    "case_id": s["case_id"],
+                    "llm_cost": str(s["llm_cost"]),
+                    "total_cost": str(s["total_cost"]),
+                    "cost_breakdown": s["cost_breakdown"],
+                    "input_tokens": int(t.get("input_tokens") or 0),
+                    "output_tokens": int(t.get("output_tokens") or 0),
+                    "proposals": int(t.get("proposals") or 0),
+                    "cache_hits": int(t.get("cache_hits") or 0),
+                }
+            )
+        return {
+            "llm_cost": str(sum((s["llm_cost"] for s in states), Decimal("0"))),
+            "total_cost": str(sum((s["total_cost"] for s in states), Decimal("0"))),
+            "workflows": workflows,
+        }
+
+    @app.get("/costs/workflow/{run_id}", tags=["costs"])
+    def costs_workflow(run_id: str, _: Reviewer) -> dict[str, Any]:
+        return _costs([_state_by_run(run_id)])
+
+    @app.get("/costs/case/{case_id}", tags=["costs"])
+    def costs_case(case_id: CaseIdPath, _: Reviewer) -> dict[str, Any]:
+        return {"case_id": case_id, **_costs([_state_by_case(case_id)])}
+
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app the `dispute-platform api` command serves (uvicorn factory)."""
+    import os
+
+    from dispute_platform.settings import get_settings
+
+    settings = get_settings()
+    queue_ping = None
+    if settings.dispute_events_queue_url:
+        from dispute_platform.definitions import build_resources
+
+        sqs = build_resources(settings)["sqs"]
+        queue_ping = sqs.approximate_depth
+    return create_app(
+        Database(os.environ["DATABASE_URL"]),
+        four_eyes_threshold=settings.escalation_threshold_usd,
+        queue_ping=queue_ping,
+    )

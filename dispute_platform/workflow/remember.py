@@ -1,0 +1,79 @@
+"""The learning loop: a settled dispute becomes a past case (Postgres, then Chroma), and cached
+model replies for its dispute type are dropped because their precedent may have changed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from dispute_platform.domain.knowledge import HistoricalResolution
+from dispute_platform.domain.states import EMBEDDING_MAY_RUN, Status
+from dispute_platform.resources.vectors import VectorStoreResource
+from dispute_platform.store import repo
+from dispute_platform.store.db import Database
+
+
+@dataclass(frozen=True)
+class Remembered:
+    case_id: str
+    record: HistoricalResolution | None
+    skipped: str = ""
+
+
+def resolution_record(state: dict) -> HistoricalResolution:
+    """What was decided, why, amounts, policy cited and outcome, as a past case."""
+    final = state["final_resolution"] or {}
+    proposal = state["resolution_proposal"] or {}
+    review = state["human_review_data"] or {}
+    crm = state["crm_data"] or {}
+    executed = final.get("outcome") == "executed"
+    action = final.get("action") if executed else "deny"
+    amount = Decimal(str(final.get("amount", "0"))) if executed else Decimal("0")
+    who = ", ".join(review.get("reviewers", [])) or "a reviewer"
+    changed = review.get("changed_from_proposal") or {}
+    if executed:
+        verdict = f"{who} {review.get('decision', 'approved')} {action} {amount} {state['currency']}"
+        if changed:
+            verdict += f" (proposal was {proposal.get('action')} {proposal.get('amount')})"
+    else:
+        verdict = f"{who} rejected the proposed {proposal.get('action')} {proposal.get('amount')}; no money moved"
+    reasoning = str(proposal.get("reasoning", "")).removeprefix("Rules engine (not a model): ")
+    comments = review.get("comments") or ""
+    summary = f"{verdict}. {reasoning}" + (f" Reviewer: {comments}" if comments else "")
+    return HistoricalResolution(
+        case_id=state["case_id"],
+        customer_id=state["customer_id"],
+        segment=state["segment"],
+        dispute_type=state["dispute_type"] or "general",
+        amount=state["disputed_amount"],
+        currency=state["currency"] or "USD",
+        description=(crm.get("case") or {}).get("description", ""),
+        action=action or "deny",
+        resolved_amount=amount,
+        citations=list(proposal.get("cited_policies", [])),
+        summary=summary[:1500],
+        outcome="resolved" if executed else "rejected",
+        resolved_at=(state["completed_at"] or datetime.now(UTC)).date(),
+        source="platform",
+    )
+
+
+def remember_resolution(db: Database, vectors: VectorStoreResource, case_id: str, run_id: str | None) -> Remembered:
+    state = db.transact(lambda cur: repo.workflow_state(cur, case_id))
+    if state is None or state["status"] not in EMBEDDING_MAY_RUN:
+        return Remembered(case_id, None, f"dispute is {state['status'] if state else 'unknown'}, nothing to remember")
+    record = resolution_record(state)
+    db.transact(lambda cur: repo.upsert_historical(cur, [record]))
+    vectors.upsert_resolutions([record])
+
+    def settle(cur) -> None:
+        repo.mark_embedded(cur, [case_id], vectors.embedder.identity)
+        dropped = repo.cache_invalidate_type(cur, record.dispute_type)
+        repo.set_status(cur, case_id, Status.COMPLETED, "resolution_embedding", completed=True)
+        repo.audit(cur, case_id, "resolution_embedding", "remembered",
+                   {"action": record.action, "amount": str(record.resolved_amount), "cache_entries_dropped": dropped},
+                   run_id=run_id)  # fmt: skip
+
+    db.transact(settle)
+    return Remembered(case_id, record)

@@ -1,0 +1,110 @@
+"""Real resources for integration tests: the test Postgres database, the moto SQS endpoint, a
+Chroma folder per test, the packaged embedding model, the sandbox world, an .eml outbox."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from dagster import DagsterInstance, materialize
+
+from dispute_platform.assets.disputes import (
+    ai_proposal,
+    enriched_context,
+    executed_resolution,
+    raw_case,
+    resolution_embedding,
+    review_decision,
+)
+from dispute_platform.assets.knowledge import company_policies, historical_resolutions
+from dispute_platform.checks import cap_checks
+from dispute_platform.domain.world import BUNDLED_WORLD
+from dispute_platform.resources.email import OutboxEmail
+from dispute_platform.resources.limits import LimitsResource
+from dispute_platform.resources.llm import PrecedentProposer
+from dispute_platform.resources.postgres import PostgresResource
+from dispute_platform.resources.providers import SandboxBilling, SandboxCRM, SandboxPayments
+from dispute_platform.resources.vectors import VectorStoreResource
+
+INTAKE = [raw_case, enriched_context, ai_proposal, *cap_checks]
+REVIEW = [review_decision, executed_resolution, resolution_embedding]
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+def sample_events() -> list[dict]:
+    return json.loads(BUNDLED_WORLD.read_text())["sample_events"]
+
+
+def sample_event(case_id: str) -> dict:
+    return next(e for e in sample_events() if e["case_id"] == case_id)
+
+
+def store_events(db, events: list[dict]) -> None:
+    """Store events as the sensor would (for tests that start after intake)."""
+    from dispute_platform.store import repo
+    from dispute_platform.workflow.intake import parse_body
+
+    accepted = [repo.AcceptedEvent(parse_body(json.dumps(e)), e, None, None) for e in events]
+    db.transact(lambda cur: repo.record_accepted(cur, accepted))
+
+
+def build_test_resources(
+    pg_url: str, sqs: Any, tmp_path: Path, *, proposer: Any = None, limits: LimitsResource | None = None, world: Path | None = None
+) -> dict[str, Any]:
+    postgres = PostgresResource(database_url=pg_url)
+    sandbox = {"sandbox_data": str(world) if world else None, "postgres": postgres}
+    return {
+        "postgres": postgres,
+        "sqs": sqs,
+        "crm": SandboxCRM(**sandbox),
+        "billing": SandboxBilling(**sandbox),
+        "payments": SandboxPayments(**sandbox),
+        # tmp_path / "chroma" is the per-test copy of the seeded folder when the test asks for
+        # the `chroma_dir` fixture, an empty folder otherwise.
+        "vectors": VectorStoreResource(chroma_path=str(tmp_path / "chroma")),
+        "proposer": proposer or PrecedentProposer(),
+        "limits": limits or LimitsResource(),
+        "email": OutboxEmail(outbox_dir=str(tmp_path / "outbox")),
+    }
+
+
+def load_knowledge(instance: DagsterInstance, resources: dict[str, Any]) -> None:
+    result = materialize([company_policies, historical_resolutions], instance=instance, resources=resources)
+    assert result.success
+
+
+def run_intake(instance: DagsterInstance, resources: dict[str, Any], keys: list[str]):
+    """Materialise the intake assets over `keys` in one run, as the sensor's run would."""
+    instance.add_dynamic_partitions("disputes", keys)
+    return materialize(
+        INTAKE,
+        instance=instance,
+        resources=resources,
+        tags={RANGE_START: keys[0], RANGE_END: keys[-1]},
+        raise_on_error=False,
+    )
+
+
+def run_review(instance: DagsterInstance, resources: dict[str, Any], key: str, run_config: dict | None = None):
+    return materialize(
+        REVIEW, instance=instance, resources=resources, partition_key=key, run_config=run_config, raise_on_error=False
+    )
+
+
+def metadata_for(result, asset: str, key: str) -> dict[str, Any]:
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        if mat.asset_key.to_user_string() == asset and mat.partition == key:
+            return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+    raise AssertionError(f"no materialization of {asset} for {key}")
+
+
+def refunds(db) -> list[dict]:
+    return db.fetch_all("SELECT * FROM sandbox_refunds ORDER BY created_at")
+
+
+def money(value: str) -> Decimal:
+    return Decimal(value)
