@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     )
     sqs_sensor_interval_seconds: int = Field(default=10, ge=1, description="Seconds between SQS sensor ticks.")
     review_sensor_interval_seconds: int = Field(default=10, ge=1, description="Seconds between review sensor ticks.")
+    step_retry_delay_seconds: float = Field(
+        default=5.0, ge=0, description="First delay of a step retry (doubling, 3 retries) after a transient failure."
+    )
     disputes_per_run: int = Field(default=100, ge=1, description="Most new disputes one intake run carries.")
     # --- source systems ----------------------------------------------------------------------
     sandbox_data: Path | None = Field(

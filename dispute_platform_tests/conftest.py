@@ -21,6 +21,7 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
 os.environ.setdefault("AWS_REGION", "us-east-1")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("STEP_RETRY_DELAY_SECONDS", "0")  # retries still happen, without the wait
 
 from dispute_platform.store import migrations  # noqa: E402
 from dispute_platform.store.db import Database  # noqa: E402

@@ -44,7 +44,7 @@ from dispute_platform.workflow.propose import ProposalOutcome, propose, query_te
 GROUP = "disputes"
 BATCHED = BackfillPolicy.single_run()
 # Source systems and model APIs fail transiently; steps are idempotent, so retrying is safe.
-TRANSIENT_RETRY = RetryPolicy(max_retries=3, delay=5, backoff=Backoff.EXPONENTIAL)
+TRANSIENT_RETRY = RetryPolicy(max_retries=3, delay=get_settings().step_retry_delay_seconds, backoff=Backoff.EXPONENTIAL)
 
 
 def _money(value: Decimal | None) -> float | None:
@@ -477,6 +477,7 @@ def executed_resolution(
     billing: ResourceParam[BillingProvider],
     crm: ResourceParam[CRMProvider],
     email: ResourceParam[EmailSender],
+    limits: LimitsResource,
 ) -> MaterializeResult:
     from dispute_platform.resources.providers import RefundRefused
     from dispute_platform.workflow.execute import ExecutionRefused, execute_decision
@@ -486,7 +487,8 @@ def executed_resolution(
     for key in context.partition_keys:
         try:
             result = execute_decision(
-                postgres.db, key, payments=payments, billing=billing, crm=crm, email=email, run_id=context.run_id
+                postgres.db, key, payments=payments, billing=billing, crm=crm, email=email, run_id=context.run_id,
+                caps=limits.proposal_limits().caps,
             )
         except ExecutionRefused as refused:
             context.add_asset_metadata({"status": "refused", "reason": str(refused)}, partition_key=key)

@@ -62,11 +62,19 @@ class HistoricalResolution(BaseModel):
     resolved_at: date | None = None
     source: str = "seed"
 
+    def embedding_text(self) -> str:
+        """What is embedded: the dispute itself, in the shape of a new dispute's query, so that
+        dispute meets dispute. How it ended is stored beside the vector, not mixed into it (a long
+        resolution text would pull every past case towards each other)."""
+        return dispute_query_text(self.dispute_type, self.amount, self.segment, self.description)
+
     def document(self) -> str:
+        """What a reviewer (and the prompt) reads: the dispute and how it ended."""
         amount = f"{self.resolved_amount} {self.currency}" if self.resolved_amount is not None else "no amount"
         cited = f" Policies: {', '.join(self.citations)}." if self.citations else ""
-        head = dispute_query_text(self.dispute_type, self.amount, self.segment, self.description)
-        return f"{head}\nResolution: {self.action}, {amount}. {mask_pii(self.summary)}{cited}"[:MAX_DOCUMENT_CHARS]
+        return f"{self.embedding_text()}\nResolution: {self.action}, {amount}. {mask_pii(self.summary)}{cited}"[
+            :MAX_DOCUMENT_CHARS
+        ]
 
     def metadata(self) -> dict[str, str | float | int | bool]:
         """Chroma metadata: flat scalars only, no None."""

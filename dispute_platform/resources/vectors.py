@@ -224,7 +224,7 @@ class VectorStoreResource(ConfigurableResource):
             return 0
         coll = self.collection(self.resolutions_collection)
         documents = [r.document() for r in records]
-        vectors = list(embeddings) if embeddings is not None else self.embedder.encode(documents)
+        vectors = list(embeddings) if embeddings is not None else self.embedder.encode([r.embedding_text() for r in records])
         identity = self.embedder.identity
         for start in range(0, len(records), CHROMA_MAX_BATCH):
             end = start + CHROMA_MAX_BATCH

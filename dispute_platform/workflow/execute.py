@@ -5,7 +5,7 @@
 2. the same key goes to the payment or billing provider, which answers a repeated key with the
    original refund or credit (so a crash between the provider call and our write is harmless);
 3. the amount is checked again against what is still refundable right before the call;
-4. the proposal must have passed every cap check (fail closed: no check rows, no money).
+4. the proposal must have passed every cap check (evaluated here if the checks have not run).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from decimal import Decimal
 
-from dispute_platform.domain.caps import CAP_NAMES
+from dispute_platform.domain.caps import CAP_NAMES, CapLimits
 from dispute_platform.domain.models import Action
 from dispute_platform.domain.notifications import customer_notice
 from dispute_platform.domain.states import EXECUTION_MAY_RUN, Status
@@ -28,6 +28,7 @@ from dispute_platform.resources.providers import (
 )
 from dispute_platform.store import repo
 from dispute_platform.store.db import Database
+from dispute_platform.workflow.caps import evaluate_stored
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +65,11 @@ def _plan(cur, case_id: str) -> dict:
         raise ExecutionRefused(f"dispute {case_id} is {state['status']}: nothing decided to execute")
     version = state["proposal_version"]
     checks = repo.check_results(cur, case_id, version)
-    missing = [name for name in CAP_NAMES if name not in checks]
+    if any(name not in checks for name in CAP_NAMES):
+        return {"state": state, "done": None, "unchecked": True}
     failed = [name for name, row in checks.items() if not row["passed"]]
-    if missing or failed:
-        raise ExecutionRefused(
-            f"proposal v{version} of {case_id} cannot be executed: "
-            + (f"failed cap checks {failed}" if failed else f"cap checks never ran ({missing})")
-        )
+    if failed:
+        raise ExecutionRefused(f"proposal v{version} of {case_id} cannot be executed: failed cap checks {failed}")
     decisions = repo.decisions_for(cur, case_id, version)
     if not decisions:
         raise ExecutionRefused(f"dispute {case_id} has no decision for proposal v{version}")
@@ -86,8 +85,16 @@ def execute_decision(
     crm: CRMProvider,
     email: EmailSender,
     run_id: str | None,
+    caps: CapLimits,
 ) -> ExecutionResult:
     plan = db.transact(lambda cur: _plan(cur, case_id))
+    if plan.get("unchecked"):
+        # The checks run right after the proposal, in its run; a fast reviewer can be quicker.
+        # Evaluate them now rather than trust an unchecked proposal (or strand the dispute).
+        evaluate_stored(db, [case_id], caps, run_id)
+        plan = db.transact(lambda cur: _plan(cur, case_id))
+        if plan.get("unchecked"):
+            raise ExecutionRefused(f"{case_id}: the cap checks could not be evaluated")
     state = plan["state"]
     if plan["done"] is not None:
         done = plan["done"]

@@ -148,5 +148,5 @@ def test_a_proposal_over_a_cap_is_blocked_and_can_never_be_executed(db, sqs, pg_
     ))  # fmt: skip
     with pytest.raises(ExecutionRefused, match="failed cap checks"):
         execute_decision(db, "CASE-1063", payments=resources["payments"], billing=resources["billing"],
-                         crm=resources["crm"], email=resources["email"], run_id=None)  # fmt: skip
+                         crm=resources["crm"], email=resources["email"], run_id=None, caps=tight.proposal_limits().caps)  # fmt: skip
     assert db.fetch_one("SELECT COUNT(*) AS n FROM sandbox_refunds")["n"] == 0

@@ -1,0 +1,47 @@
+"""The cap checks' evaluation over stored proposals, recorded in Postgres (check_results)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from dispute_platform.domain.caps import CapLimits, CapResult, evaluate_caps
+from dispute_platform.domain.models import ResolutionProposal
+from dispute_platform.domain.states import AWAITING_DECISION, Status
+from dispute_platform.store import repo
+from dispute_platform.store.db import Database
+
+
+def evaluate_stored(db: Database, case_ids: list[str], caps: CapLimits, run_id: str | None) -> dict[str, list[CapResult]]:
+    """Evaluate every cap for the latest proposal of each dispute, record the results and block
+    the disputes that fail. Shared by the four asset checks (the first to run records for all)
+    and by execution, which evaluates them itself when the checks have not run yet."""
+
+    def run(cur) -> dict[str, list[CapResult]]:
+        proposals = repo.latest_proposals(cur, case_ids)
+        states = repo.workflow_states(cur, case_ids)
+        results: dict[str, list[CapResult]] = {}
+        for case_id, row in proposals.items():
+            state = states[case_id]
+            proposal = ResolutionProposal.model_validate(row["proposal"])
+            validation = state["validation"] or {}
+            refundable = validation.get("refundable_amount")
+            spent_before = Decimal(state["llm_cost"] or 0) - proposal.cost_usd
+            evaluated = evaluate_caps(
+                proposal,
+                Decimal(refundable) if refundable is not None else None,
+                Decimal(state["disputed_amount"] or 0),
+                caps,
+                max(Decimal("0"), spent_before),
+            )
+            results[case_id] = evaluated
+            for result in evaluated:
+                repo.record_check(cur, case_id, row["version"], result.name, result.passed, result.figure, result.cap, run_id)
+            failed = [r.name for r in evaluated if not r.passed]
+            if failed and state["status"] in AWAITING_DECISION | {Status.DECIDED}:
+                repo.set_status(cur, case_id, Status.BLOCKED, "ai_proposal", f"over cap: {', '.join(failed)}")
+                repo.set_proposal_status(cur, case_id, row["version"], "blocked")
+                repo.audit(cur, case_id, "ai_proposal", "blocked_by_check", {"failed": failed, "version": row["version"]},
+                           run_id=run_id)  # fmt: skip
+        return results
+
+    return db.transact(run)

@@ -1,0 +1,142 @@
+"""A real Dagster deployment for end-to-end tests: `dagster-daemon run` as a subprocess with its
+own Postgres-backed instance (a fresh database, so sensor cursors never leak between tests), the
+test's platform database, the moto SQS endpoint and a Chroma folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg2
+import yaml
+
+from dispute_platform.local import dagster_yaml
+from dispute_platform.settings import REPO_ROOT
+from dispute_platform.store.db import sqlalchemy_url
+
+
+@dataclass
+class Deployment:
+    home: Path
+    env: dict[str, str]
+    daemon: subprocess.Popen
+    log: Path
+
+    def daemon_log(self) -> str:
+        return self.log.read_text(errors="replace")[-5000:]
+
+
+def _fresh_database(pg_url: str) -> tuple[str, Callable[[], None]]:
+    admin = pg_url.rsplit("/", 1)[0] + "/postgres"
+    name = f"dp_dagster_{uuid.uuid4().hex[:8]}"
+    conn = psycopg2.connect(admin)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.close()
+
+    return pg_url.rsplit("/", 1)[0] + "/" + name, drop
+
+
+@contextmanager
+def deployment(
+    pg_url: str,
+    sqs,
+    home: Path,
+    *,
+    seeded_chroma: Path,
+    world: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Deployment]:
+    dagster_db, drop = _fresh_database(pg_url)
+    dagster_home = home / "dagster"
+    dagster_home.mkdir(parents=True)
+    (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(dagster_yaml(max_concurrent_runs=2)))
+    shutil.copytree(seeded_chroma, home / "chroma")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(dagster_home),
+        "DAGSTER_POSTGRES_URL": sqlalchemy_url(dagster_db),
+        "DATABASE_URL": pg_url,
+        "DISPUTE_PLATFORM_HOME": str(home),
+        "CHROMA_DB_PATH": str(home / "chroma"),
+        "EMAIL_OUTBOX": str(home / "outbox"),
+        "SQS_ENDPOINT_URL": sqs.endpoint_url,
+        "DISPUTE_EVENTS_QUEUE_URL": sqs.dispute_events_queue_url,
+        "HUMAN_REVIEW_NOTIFICATIONS_QUEUE_URL": sqs.human_review_queue_url,
+        "DISPUTE_EVENTS_DLQ_URL": sqs.dead_letter_queue_url,
+        "SQS_SENSOR_INTERVAL_SECONDS": "1",
+        "REVIEW_SENSOR_INTERVAL_SECONDS": "1",
+        "DAGSTER_DISABLE_TELEMETRY": "1",
+        **({"SANDBOX_DATA": str(world)} if world else {}),
+        **(extra_env or {}),
+    }
+    log = home / "daemon.log"
+    daemon = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(REPO_ROOT / "workspace.yaml")],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield Deployment(home, env, daemon, log)
+    finally:
+        if daemon.poll() is None:
+            os.killpg(daemon.pid, signal.SIGTERM)
+            try:
+                daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(daemon.pid, signal.SIGKILL)
+        # Runs the daemon launched are their own process groups' children; none may outlive the test.
+        subprocess.run(["pkill", "-f", f"DAGSTER_HOME={dagster_home}"], check=False)
+        drop()
+
+
+def wait_for(predicate: Callable[[], object], *, timeout: float, what: str, deployment: Deployment | None = None) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    detail = f"\n--- daemon log ---\n{deployment.daemon_log()}" if deployment else ""
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
+
+
+@contextmanager
+def api_server(app) -> Iterator[str]:
+    """The decision endpoint on a real socket (uvicorn in a thread)."""
+    import socket
+
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
