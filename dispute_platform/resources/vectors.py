@@ -215,6 +215,34 @@ class VectorStoreResource(ConfigurableResource):
             for doc, meta, dist in zip(result["documents"][0], result["metadatas"][0], result["distances"][0], strict=True)
         ]
 
+    def policies_by_citation(self, citations: Sequence[str], vector: Sequence[float]) -> list[PolicyHit]:
+        """The named sections ("POL-003 §2"), scored against the query's (normalised) vector."""
+        ids = [c.replace(" §", "#") for c in citations]
+        if not ids:
+            return []
+        found = self.collection(self.policies_collection).get(ids=ids, include=["documents", "metadatas", "embeddings"])
+        by_id = {
+            chunk_id: (doc, meta, emb)
+            for chunk_id, doc, meta, emb in zip(found["ids"], found["documents"], found["metadatas"], found["embeddings"], strict=True)
+        }
+        hits = []
+        for chunk_id in ids:
+            if chunk_id not in by_id:
+                continue
+            doc, meta, emb = by_id[chunk_id]
+            cosine = float(sum(a * b for a, b in zip(vector, emb, strict=True)))
+            hits.append(
+                PolicyHit(
+                    citation=meta["citation"],
+                    policy_id=meta["policy_id"],
+                    title=meta["title"],
+                    category=meta["category"],
+                    text=doc,
+                    score=similarity(1.0 - cosine),
+                )
+            )
+        return hits
+
     # --- past cases ----------------------------------------------------------------------
     def upsert_resolutions(
         self, records: Sequence[HistoricalResolution], embeddings: Sequence[Sequence[float]] | None = None

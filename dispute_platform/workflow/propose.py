@@ -12,6 +12,7 @@ from dispute_platform.domain.facts import DisputeFacts, derive_facts
 from dispute_platform.domain.guardrails import GuardrailLimits, apply_guardrails
 from dispute_platform.domain.knowledge import POLICY_CATEGORIES, dispute_query_text
 from dispute_platform.domain.models import EnrichedContext, PolicyHit, ResolutionProposal, SimilarCase
+from dispute_platform.domain.precedent import apply_policy_rules
 from dispute_platform.domain.prompt import PROMPT_VERSION, BuiltPrompt, PromptBudget, build_prompt
 from dispute_platform.resources.llm import ProposalProvider
 from dispute_platform.resources.vectors import VectorStoreResource
@@ -50,18 +51,27 @@ def retrieve(
     vectors: VectorStoreResource,
     budget: PromptBudget,
     vector: list[float] | None = None,
+    facts: DisputeFacts | None = None,
 ) -> tuple[list[PolicyHit], list[SimilarCase]]:
-    """Top policies (within the categories that apply to the dispute type) and similar cases.
-    `vector` is the query's embedding when the caller embedded a whole batch at once."""
+    """Top policies and similar past cases for a dispute.
+
+    Policies: the sections the policy rules point at for this dispute's facts come first (a
+    customer's words rarely resemble the remedy clause that decides their case), then the most
+    similar sections within the categories that apply to the dispute type. `vector` is the query's
+    embedding when the caller embedded a whole batch at once."""
     case = context.crm.case
     text = query_text(context)
     if vector is None:
         vector = vectors.embedder.encode([text])[0]
-    policies = (
-        vectors.query_policies(text, k=budget.max_policies, categories=POLICY_CATEGORIES.get(case.dispute_type), vector=vector)
-        if budget.max_policies
-        else []
-    )
+    policies: list[PolicyHit] = []
+    if budget.max_policies:
+        facts = facts or derive_facts(context)
+        pinned = vectors.policies_by_citation(apply_policy_rules(facts).citations, vector)[: budget.max_policies]
+        similar = vectors.query_policies(
+            text, k=budget.max_policies + len(pinned), categories=POLICY_CATEGORIES.get(case.dispute_type), vector=vector
+        )
+        taken = {p.citation for p in pinned}
+        policies = pinned + [p for p in similar if p.citation not in taken][: budget.max_policies - len(pinned)]
     cases = (
         vectors.query_similar_cases(
             text, k=budget.max_similar_cases, dispute_type=case.dispute_type, exclude_case_id=case.case_id, vector=vector
@@ -113,7 +123,7 @@ def propose(
     spent_before: Decimal = Decimal("0"),
 ) -> ProposalOutcome:
     facts = derive_facts(context)
-    policies, cases = retrieve(context, vectors, limits.budget, vector)
+    policies, cases = retrieve(context, vectors, limits.budget, vector, facts)
     prompt = build_prompt(context, facts, policies, cases, limits.budget)
     raw = _ask(context, facts, prompt, policies, cases, provider, db)
     flags = list(raw.flags)
