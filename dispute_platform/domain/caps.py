@@ -37,16 +37,19 @@ def evaluate_caps(
     """One result per cap, in CAP_NAMES order. The cost cap is per dispute: what earlier
     proposals for the same dispute cost (`spent_before`) counts too."""
     # A refund is bounded by the charge; a credit by the disputed amount (it touches no charge).
+    # The input cap is per request: a re-ask after an invalid reply sends the same prompt again
+    # (both are billed, and the cost cap counts both).
+    per_request_input = Decimal(-(-proposal.input_tokens // max(1, proposal.requests)))
     amount_cap = disputed
     if proposal.action.is_refund:
         amount_cap = min(disputed, refundable if refundable is not None else Decimal("0"))
     return [
         CapResult(
             name="input_tokens_within_cap",
-            passed=proposal.input_tokens <= limits.max_input_tokens,
-            figure=Decimal(proposal.input_tokens),
+            passed=per_request_input <= limits.max_input_tokens,
+            figure=per_request_input,
             cap=Decimal(limits.max_input_tokens),
-            description="prompt tokens (o200k_base) sent to the model",
+            description="prompt tokens (o200k_base) per model request",
         ),
         CapResult(
             name="output_tokens_within_cap",

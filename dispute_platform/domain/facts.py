@@ -22,6 +22,22 @@ def cents(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
+COMMON_FACTS = (
+    "dispute_type", "segment", "disputed_amount", "currency", "charge_id", "charge_amount", "charge_kind",
+    "refundable", "days_since_charge",
+)  # fmt: skip
+# The facts each policy turns on (POL-002 ... POL-008).
+TYPE_FACTS: dict[str, tuple[str, ...]] = {
+    "duplicate_charge": ("duplicate_of",),
+    "service_outage": ("outage_hours", "monthly_fee", "billing_period"),
+    "cancellation_refund": ("days_to_cancel_request", "billing_period"),
+    "wrong_amount": ("contracted_price", "overcharge"),
+    "late_fee": ("standing", "late_fees_prior_12m"),
+    "product_not_received": ("fulfillment_status",),
+    "general": ("monthly_fee",),
+}
+
+
 class DisputeFacts(BaseModel):
     dispute_type: str
     segment: str
@@ -44,8 +60,11 @@ class DisputeFacts(BaseModel):
     days_since_charge: int | None = None
 
     def as_lines(self) -> list[str]:
-        """Compact `name: value` lines for a prompt; unknown facts are left out."""
-        return [f"{name}: {value}" for name, value in self.model_dump(mode="json").items() if value is not None]
+        """Compact `name: value` lines for a prompt: the facts this dispute type turns on, known
+        ones only (every token here is paid for on every dispute)."""
+        wanted = COMMON_FACTS + TYPE_FACTS.get(self.dispute_type, ())
+        values = self.model_dump(mode="json")
+        return [f"{name}: {values[name]}" for name in wanted if values.get(name) is not None]
 
 
 PLAN_CHARGE_KINDS = ("subscription", "renewal")

@@ -35,7 +35,7 @@ POLICY_CATEGORIES: dict[str, list[str]] = {
 
 def amount_band(amount: Decimal | None) -> str:
     if amount is None:
-        return "unknown amount"
+        return "unknown"
     low = Decimal(0)
     for high in _BANDS:
         if amount < high:

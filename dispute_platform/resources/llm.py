@@ -105,6 +105,7 @@ class PrecedentProposer(ConfigurableResource):
             output_tokens=count_tokens(json.dumps(reply)),
             cost_usd=Decimal("0"),
             latency_ms=int((time.perf_counter() - started) * 1000),
+            requests=0,
         )
 
 
@@ -177,10 +178,11 @@ class OpenAIProposer(ConfigurableResource):
         price = self._price()
         client = self._client()
         started = time.perf_counter()
-        input_tokens = output_tokens = cached_tokens = 0
+        input_tokens = output_tokens = cached_tokens = requests = 0
         failure = ""
         reply: LLMReply | None = None
         for _ in range(self.invalid_reply_retries + 1):
+            requests += 1
             try:
                 response = client.chat.completions.create(
                     model=self.model,
@@ -220,6 +222,7 @@ class OpenAIProposer(ConfigurableResource):
             provider=self.name,
             prompt_version=PROMPT_VERSION,
             input_tokens=input_tokens or prompt.input_tokens,
+            requests=max(1, requests),
             output_tokens=output_tokens,
             cost_usd=cost,
             latency_ms=latency_ms,

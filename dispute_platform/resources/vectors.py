@@ -26,6 +26,7 @@ POLICIES = "company_policies"
 RESOLUTIONS = "dispute_resolutions"
 PACKAGED_MODEL_NAME = "all-MiniLM-L6-v2"
 CHROMA_MAX_BATCH = 4000  # below Chroma's per-call limit
+OVERFETCH = 32  # nearest past cases fetched before filtering by type (see query_similar_cases)
 
 
 def packaged_model_path() -> str:
@@ -272,31 +273,46 @@ class VectorStoreResource(ConfigurableResource):
         exclude_case_id: str | None = None,
         vector: Sequence[float] | None = None,
     ) -> list[SimilarCase]:
-        """Top-k past cases, filtered to the dispute's type when enough of that type exist."""
+        """Top-k past cases of the dispute's type (filled with the nearest of any type when fewer
+        than k of that type exist).
+
+        The nearest OVERFETCH cases are fetched unfiltered and filtered here: Chroma's metadata
+        `where` costs tens of milliseconds on a large collection, an unfiltered query about one,
+        and the nearest cases of a type are nearly always among the nearest cases overall. Only
+        when they are not is the filtered query paid for."""
         coll = self.collection(self.resolutions_collection)
-        vector = [list(vector)] if vector is not None else self.embedder.encode([text])
-        where: dict | None = {"dispute_type": dispute_type} if dispute_type else None
-        result = coll.query(query_embeddings=vector, n_results=k + 1, where=where, include=["metadatas", "distances"])
-        if where is not None and len(result["ids"][0]) < k:
-            result = coll.query(query_embeddings=vector, n_results=k + 1, include=["metadatas", "distances"])
-        hits = []
-        for meta, dist in zip(result["metadatas"][0], result["distances"][0], strict=True):
-            if meta["case_id"] == exclude_case_id:
-                continue  # a dispute is not its own precedent
-            hits.append(
-                SimilarCase(
-                    case_id=meta["case_id"],
-                    dispute_type=meta["dispute_type"],
-                    segment=meta.get("segment"),
-                    amount=meta["amount"] if meta.get("amount", -1) >= 0 else None,
-                    action=meta["action"],
-                    resolved_amount=meta["resolved_amount"] if meta.get("resolved_amount", -1) >= 0 else None,
-                    summary=meta.get("summary", ""),
-                    score=similarity(dist),
-                    source=meta.get("source", "seed"),
-                )
+        query_vector = [list(vector)] if vector is not None else self.embedder.encode([text])
+        nearest = self._case_hits(coll.query(query_embeddings=query_vector, n_results=OVERFETCH, include=["metadatas", "distances"]))
+        nearest = [h for h in nearest if h.case_id != exclude_case_id]  # a dispute is not its own precedent
+        if dispute_type is None:
+            return nearest[:k]
+        typed = [h for h in nearest if h.dispute_type == dispute_type]
+        if len(typed) < k:
+            filtered = coll.query(
+                query_embeddings=query_vector, n_results=k + 1, where={"dispute_type": dispute_type}, include=["metadatas", "distances"]
             )
-        return hits[:k]
+            typed = [h for h in self._case_hits(filtered) if h.case_id != exclude_case_id]
+        if len(typed) < k:
+            taken = {h.case_id for h in typed}
+            typed += [h for h in nearest if h.case_id not in taken]
+        return typed[:k]
+
+    @staticmethod
+    def _case_hits(result: dict) -> list[SimilarCase]:
+        return [
+            SimilarCase(
+                case_id=meta["case_id"],
+                dispute_type=meta["dispute_type"],
+                segment=meta.get("segment"),
+                amount=meta["amount"] if meta.get("amount", -1) >= 0 else None,
+                action=meta["action"],
+                resolved_amount=meta["resolved_amount"] if meta.get("resolved_amount", -1) >= 0 else None,
+                summary=meta.get("summary", ""),
+                score=similarity(dist),
+                source=meta.get("source", "seed"),
+            )
+            for meta, dist in zip(result["metadatas"][0], result["distances"][0], strict=True)
+        ]
 
     def resolution_models(self) -> dict[str, int]:
         """How many stored vectors each embedding model identity produced."""
