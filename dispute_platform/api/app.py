@@ -6,11 +6,14 @@ unknown dispute, 409 not pending / stale version / already decided, 422 a body t
 """
 
 
+import json
 import uuid
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -55,6 +58,14 @@ class DecisionAnswer(BaseModel):
     message: str
 
 
+class _AsciiJSONResponse(JSONResponse):
+    """JSON with non-ASCII escaped: a 422 echoes the rejected input, and a lone surrogate in it
+    (a JSON "\\ud800") cannot be encoded as UTF-8, which made the error answer itself a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def _jsonable(row: dict | None) -> dict[str, Any] | None:
     if row is None:
         return None
@@ -88,6 +99,10 @@ def create_app(db: Database, *, four_eyes_threshold: Decimal, queue_ping: Any = 
         return name
 
     Reviewer = Annotated[str, Depends(reviewer)]
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _AsciiJSONResponse(status_code=422, content={"detail": jsonable_encoder(exc.errors())})
 
     @app.exception_handler(DecisionRefused)
     async def refused(_: Request, exc: DecisionRefused) -> JSONResponse:

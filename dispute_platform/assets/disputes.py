@@ -316,6 +316,8 @@ def ai_proposal(
         def save(cur, key=key, document=document, status=status, proposal=proposal, failed_caps=failed_caps) -> int:
             version = repo.save_proposal(cur, key, document, status=status, run_id=context.run_id)
             reason = f"over cap: {', '.join(failed_caps)}" if failed_caps else None
+            if reason is None and "model_failure" in proposal.flags:
+                reason = proposal.reasoning[:500]  # the model failed: the reviewer decides, and sees why
             repo.set_status(cur, key, status, "ai_proposal", reason, resolution_proposal=document | {"version": version},
                             proposal_version=version)  # fmt: skip
             repo.add_cost(cur, key, f"llm:{proposal.model}", proposal.cost_usd, llm=True)

@@ -81,8 +81,17 @@ def is_valid_case_id(value: object) -> bool:
     return isinstance(value, str) and _CASE_ID_RE.fullmatch(value) is not None
 
 
+# Half of a UTF-16 pair, as a JSON "\\ud800" escape decodes: no UTF-8 text (Postgres, a prompt)
+# can hold it, and this validator runs before pydantic's own string check would refuse it.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _clean_text(value: Any) -> Any:
-    return strip_control_chars(value) if isinstance(value, str) else value
+    if not isinstance(value, str):
+        return value
+    if LONE_SURROGATE.search(value):
+        raise ValueError("text holds an unpaired UTF-16 surrogate escape, which is not valid Unicode")
+    return strip_control_chars(value)
 
 
 def _money_from_json_number(value: Any) -> Any:
@@ -379,8 +388,9 @@ class ResolutionProposal(BaseModel):
     model: str
     provider: str
     prompt_version: str
-    input_tokens: int = Field(ge=0, default=0)
+    input_tokens: int = Field(ge=0, default=0)  # billed over all requests (a re-ask sends the prompt again)
     output_tokens: int = Field(ge=0, default=0)
+    requests: int = Field(ge=0, default=1, description="Model requests made (0 for the rules engine).")
     cost_usd: Decimal = Decimal("0")
     latency_ms: int = Field(ge=0, default=0)
     cache_hit: bool = False
@@ -390,7 +400,8 @@ class ResolutionProposal(BaseModel):
 class ModifiedResolution(BaseModel):
     action: Action
     amount: Money = Field(ge=0)
-    reason: Annotated[str, StringConstraints(max_length=2000)] = ""
+    # Control characters stripped like every other free text: Postgres JSONB refuses \u0000.
+    reason: Annotated[CleanText, StringConstraints(max_length=2000)] = ""
 
 
 class ReviewDecision(BaseModel):

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from dispute_platform.domain.models import LONE_SURROGATE as _SURROGATE
 from dispute_platform.domain.models import MAX_EVENT_BODY_BYTES, DisputeEvent, strip_control_chars
 from dispute_platform.resources.sqs import ReceivedMessage, SQSResource
 from dispute_platform.store import repo
@@ -30,6 +31,26 @@ class _RejectConstant(ValueError):
 
 def _no_nan(token: str) -> Any:
     raise _RejectConstant(f"{token} is not a number JSON allows")
+
+
+def _unpaired_surrogate(data: Any) -> str | None:
+    """Where a string (or key) of the parsed body holds a lone surrogate, else None. Iterative:
+    the body may be as deep as the JSON parser allowed."""
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                return where or "body"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                path = f"{where}.{key}" if where else str(key)
+                if _SURROGATE.search(str(key)):
+                    return path
+                stack.append((path, item))
+        elif isinstance(value, list):
+            stack.extend((f"{where}.{i}", item) for i, item in enumerate(value))
+    return None
 
 
 def _describe(error: dict) -> str:
@@ -57,6 +78,9 @@ def _parse(body: str) -> tuple[DisputeEvent, dict] | str:
         return f"not valid JSON: {exc}"
     if not isinstance(data, dict):
         return f"body must be a JSON object, got {type(data).__name__}"
+    where = _unpaired_surrogate(data)
+    if where is not None:
+        return f"{strip_control_chars(_SURROGATE.sub('?', where))[:100]}: text holds an unpaired UTF-16 surrogate escape, which is not valid Unicode"
     if "case_id" not in data:
         return "case_id: required field is missing"
     try:

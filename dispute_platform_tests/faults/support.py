@@ -1,0 +1,236 @@
+"""Helpers for the fault and attack suite: the sensor's answer applied the way the daemon applies
+it, worlds built from the bundled one, and a chat-completions server that records and scripts."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dagster import DagsterInstance, SensorResult, build_sensor_context, materialize
+
+from dispute_platform.domain.world import BUNDLED_WORLD
+from dispute_platform.resources.postgres import PostgresResource
+from dispute_platform.sensors import sqs_dispute_sensor
+from dispute_platform_tests.integration.harness import INTAKE
+
+TERMINAL = {"completed", "executed", "rejected", "invalid", "blocked"}
+
+
+def sqs_tick(instance: DagsterInstance, sqs: Any, pg_url: str, cursor: str | None = None):
+    """One evaluation of the real sensor function (no daemon): returns its answer."""
+    context = build_sensor_context(
+        instance=instance, cursor=cursor, resources={"sqs": sqs, "postgres": PostgresResource(database_url=pg_url)}
+    )
+    return sqs_dispute_sensor(context)
+
+
+def apply_sensor_result(instance: DagsterInstance, result: Any, resources: dict[str, Any], assets=INTAKE) -> list:
+    """Do what the daemon does with a sensor's answer: add the partitions, then launch each run
+    request (same tags, same partition key), here in process. Returns the run results."""
+    if not isinstance(result, SensorResult):
+        return []
+    for request in result.dynamic_partitions_requests or []:
+        if request.partition_keys:
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    runs = []
+    for request in result.run_requests or []:
+        runs.append(
+            materialize(
+                assets,
+                instance=instance,
+                resources=resources,
+                partition_key=request.partition_key,
+                tags=dict(request.tags),
+                raise_on_error=False,
+            )
+        )
+    return runs
+
+
+def world_data() -> dict:
+    return json.loads(BUNDLED_WORLD.read_text())
+
+
+def write_world(path: Path, data: dict) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+def status_of(db, case_id: str) -> dict | None:
+    return db.fetch_one("SELECT status, status_reason, current_step FROM workflow_states WHERE case_id = %s", (case_id,))
+
+
+# --- a chat-completions server --------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: Any = None  # dict -> JSON; str -> as is
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+def completion(content: str | None, *, prompt_tokens: int = 900, completion_tokens: int = 120, refusal: str | None = None) -> dict:
+    return {
+        "id": "chatcmpl-fault",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": content, "refusal": refusal}, "logprobs": None,
+             "finish_reason": "stop"}
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": 0},
+        },
+    }  # fmt: skip
+
+
+def api_error(status: int, message: str) -> dict:
+    return {"error": {"message": message, "type": "server_error", "param": None, "code": str(status)}}
+
+
+@dataclass
+class FakeChat:
+    """Answers each request with `responder(body, n)` (n: how many requests this case asked
+    before, keyed by `key_of(body)`), and records every raw request body."""
+
+    port: int
+    responder: Callable[[dict, int], Reply]
+    key_of: Callable[[dict], str]
+    bodies: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def answer(self, raw: bytes) -> Reply:
+        body = json.loads(raw)
+        key = self.key_of(body)
+        with self.lock:
+            self.bodies.append(raw.decode("utf-8"))
+            n = self.counts.get(key, 0)
+            self.counts[key] = n + 1
+        return self.responder(body, n)
+
+
+@contextmanager
+def fake_chat(responder: Callable[[dict, int], Reply], key_of: Callable[[dict], str]) -> Iterator[FakeChat]:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    holder: dict[str, FakeChat] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802
+            fake = holder["fake"]
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            reply = fake.answer(raw)
+            if reply.delay and fake.stop.wait(reply.delay):
+                return
+            payload = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)
+            data = payload.encode()
+            try:
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:
+                pass  # the client timed out and left
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            pass
+
+    httpd = Server(("127.0.0.1", 0), Handler)
+    fake = FakeChat(port=httpd.server_address[1], responder=responder, key_of=key_of)
+    holder["fake"] = fake
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        fake.stop.set()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def case_in_prompt(body: dict) -> str:
+    """The case id a prompt is about (the facts block names it: 'case: CASE-1063')."""
+    import re
+
+    text = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
+    match = re.search(r"case: ([A-Za-z0-9_.-]+)", text)
+    return match.group(1) if match else "?"
+
+
+def event_for(case_id: str) -> dict:
+    """The bundled sample event of a case, or the smallest valid one (only case_id is required)."""
+    from dispute_platform_tests.integration.harness import sample_events
+
+    return next((e for e in sample_events() if e["case_id"] == case_id), {"case_id": case_id, "event_id": f"evt-{case_id}"})
+
+
+@contextmanager
+def fresh_database(pg_url: str) -> Iterator[str]:
+    """A new, migrated platform database on the test server (for fixtures wider than one test,
+    which the per-test TRUNCATE of the shared one would wipe)."""
+    import uuid
+
+    import psycopg2
+
+    from dispute_platform.store import migrations
+    from dispute_platform.store.db import Database
+
+    admin = pg_url.rsplit("/", 1)[0] + "/postgres"
+    name = f"dp_fault_{uuid.uuid4().hex[:8]}"
+    conn = psycopg2.connect(admin)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    url = pg_url.rsplit("/", 1)[0] + "/" + name
+    db = Database(url)
+    migrations.apply(db)
+    db.close()
+    try:
+        yield url
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.close()
+
+
+def make_queues(endpoint: str) -> dict[str, str]:
+    import uuid
+
+    import boto3
+
+    client = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1")
+    suffix = uuid.uuid4().hex[:8]
+    return {
+        name: client.create_queue(QueueName=f"{name}-{suffix}")["QueueUrl"] for name in ("events", "review", "dlq")
+    }
