@@ -1,0 +1,1 @@
+"""Replaying CFPB complaints as disputes and scoring the proposals (`dispute-platform evaluate`)."""
