@@ -90,13 +90,12 @@ def _background(program: str, *args: str, log_name: str) -> subprocess.Popen:
 
 
 def _materialize_knowledge() -> None:
+    from dispute_platform.commands.knowledge import materialize_knowledge
+
     console.print("knowledge: embedding policies and past resolutions (Dagster run)...")
-    result = _dagster(
-        "asset", "materialize", "-m", "dispute_platform.definitions", "--select", "company_policies,historical_resolutions",
-        check=False,
-    )  # fmt: skip
-    if result.returncode != 0:
-        _fail("knowledge assets failed to materialise:\n" + (result.stdout + result.stderr)[-3000:])
+    code, output = materialize_knowledge(console)  # counts the past cases embedded as it goes
+    if code != 0:
+        _fail("knowledge assets failed to materialise:\n" + output[-3000:])
 
 
 # --- setup -------------------------------------------------------------------------------------
@@ -131,21 +130,23 @@ def setup(check: bool, reset: bool, yes: bool, skip_db: bool, skip_vector: bool)
                 _fail(f"{behind} migration(s) pending or edited; run `dispute-platform setup`")
             console.print("database is up to date")
             return
+        from dispute_platform.commands.knowledge import clear_chroma
+        from dispute_platform.commands.progress import step
+
+        planned = [name for name, wanted in (("reset", reset), ("database", not skip_db), ("knowledge", not skip_vector)) if wanted]
         if reset:
             if not yes:
                 _fail("--reset drops every platform table and the sandbox's refunds and credits; add --yes to confirm")
+            step(console, planned.index("reset") + 1, len(planned), "reset: platform schema and Chroma collections")
             migrations.reset(db)
             console.print("[yellow]dropped schema dispute_platform[/yellow]")
+            clear_chroma(console)  # Chroma indexes what Postgres held: both go together
         if not skip_db:
+            step(console, planned.index("database") + 1, len(planned), "database: migrations and pool limits")
             _migrate()
             _set_pool_limits()
         if not skip_vector:
-            if reset:
-                from dispute_platform.definitions import build_resources
-
-                vectors = build_resources(get_settings())["vectors"]
-                for name in (vectors.policies_collection, vectors.resolutions_collection):
-                    vectors.reset_collection(name)
+            step(console, planned.index("knowledge") + 1, len(planned), "knowledge: policies and past cases into Chroma")
             _materialize_knowledge()
             console.print("knowledge base ready")
 
@@ -194,12 +195,10 @@ def publish(case_id: str | None, count: int | None, queue_url: str | None, file_
 
 
 def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+    from dispute_platform.local import terminate_tree
+
+    terminate_tree(process.pid)
+    process.wait(timeout=5)
 
 
 def _active_runs() -> int:
@@ -211,24 +210,25 @@ def _active_runs() -> int:
         )
 
 
-def _wait_until_settled(db, settled: set[str], expected: int, timeout: float, label: str, on_tick=None) -> dict[str, int]:
-    """Poll workflow_states until every dispute is in `settled` and no run is left, with a bar.
-    `on_tick` runs at every poll (the demo reviewer decides there)."""
+def _wait_until_settled(db, settled: set[str], queued, timeout: float, label: str, on_tick=None) -> dict[str, int]:
+    """Poll until the queue is empty (`queued()` is 0), every dispute is in `settled` and no run
+    is left, with a bar. `on_tick` runs at every poll (the demo reviewer decides there)."""
     from dispute_platform.store import repo
 
     deadline = time.monotonic() + timeout
     quiet_since: float | None = None
     with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task(label, total=max(expected, 1))
+        task = bar.add_task(label, total=None)
         while True:
             if on_tick is not None:
                 on_tick()
             counts = db.transact(repo.status_counts)
+            waiting = queued()
             total = sum(counts.values())
             done = sum(n for s, n in counts.items() if s in settled)
-            bar.update(task, total=max(total, expected, 1), completed=done)
+            bar.update(task, total=max(total + waiting, 1), completed=done)
             active = _active_runs()
-            if total >= expected and done == total and active == 0:
+            if waiting == 0 and done == total and active == 0:
                 # Settled and quiet for a few seconds: no run is about to be requested.
                 if quiet_since is not None and time.monotonic() - quiet_since > 3:
                     return counts
@@ -236,7 +236,10 @@ def _wait_until_settled(db, settled: set[str], expected: int, timeout: float, la
             else:
                 quiet_since = None
             if time.monotonic() > deadline:
-                _fail(f"timed out after {timeout:.0f}s with statuses {counts} and {active} active run(s); see .dispute_platform/logs/")
+                _fail(
+                    f"timed out after {timeout:.0f}s with statuses {counts}, {waiting} queued message(s) and "
+                    f"{active} active run(s); see .dispute_platform/logs/"
+                )
             time.sleep(1.0)
 
 
@@ -277,7 +280,6 @@ def _summary_table(db, title: str) -> Table:
 def run(auto_approve: bool, timeout: float, no_samples: bool) -> None:
     """The main job: events in, proposals out (and, with --auto-approve, executed resolutions)."""
     from dispute_platform.domain.states import INTAKE_SETTLED
-    from dispute_platform.store import repo
     from dispute_platform.store.db import Database
 
     os.environ.setdefault("SQS_SENSOR_INTERVAL_SECONDS", "2")
@@ -291,18 +293,17 @@ def run(auto_approve: bool, timeout: float, no_samples: bool) -> None:
         settings = get_settings()
         sqs = build_resources(settings)["sqs"]
         db = Database(os.environ["DATABASE_URL"])
-        already = sum(db.transact(repo.status_counts).values())
         if not no_samples and sqs.approximate_depth() == 0:
             sent = sqs.send_many(_sample_events())
             console.print(f"published {sent} sample events to {sqs.dispute_events_queue_url}")
-        expected = already + sqs.approximate_depth()
         daemon = _background("dagster-daemon", "run", "-w", str(services.workspace), log_name="daemon")
         try:
             console.print("dagster-daemon started (sensors, run queue); logs in .dispute_platform/logs/daemon.log")
-            _wait_until_settled(db, {s.value for s in INTAKE_SETTLED}, expected, timeout, "disputes to proposal")
+            queued = sqs.approximate_depth
+            _wait_until_settled(db, {s.value for s in INTAKE_SETTLED}, queued, timeout, "disputes to proposal")
             if auto_approve:
                 with _demo_reviewer(db, settings) as approve_pending:
-                    _wait_until_settled(db, DEMO_SETTLED, expected, timeout, "decisions executed", on_tick=approve_pending)
+                    _wait_until_settled(db, DEMO_SETTLED, queued, timeout, "decisions executed", on_tick=approve_pending)
         finally:
             _stop(daemon)
         console.print(_summary_table(db, "Disputes"))
@@ -450,6 +451,17 @@ def status() -> None:
 
     with local_services(verbose=False):
         console.print(_summary_table(Database(os.environ["DATABASE_URL"]), "Disputes"))
+
+
+# --- commands whose bodies live in dispute_platform/commands/ ------------------------------------
+from dispute_platform.commands.cfpb import import_cfpb_command  # noqa: E402
+from dispute_platform.commands.evaluate import evaluate_command  # noqa: E402
+from dispute_platform.commands.costs import costs_command  # noqa: E402
+from dispute_platform.commands.doctor import doctor_command  # noqa: E402
+from dispute_platform.commands.reembed import reembed_command  # noqa: E402
+
+for _command in (import_cfpb_command, evaluate_command, doctor_command, costs_command, reembed_command):
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ from dispute_platform.resources.sqs import SQSResource
 from dispute_platform.resources.vectors import VectorStoreResource
 from dispute_platform.sensors import review_decision_sensor, sqs_dispute_sensor
 from dispute_platform.settings import Settings, get_settings
+from dispute_platform.operations import operations_assets, operations_jobs, operations_schedules, operations_sensors
+from dispute_platform.workflow_log import install_workflow_log
 
 LOCAL_EVENTS_QUEUE = "dispute-events"
 LOCAL_REVIEW_QUEUE = "human-review-notifications"
@@ -90,10 +92,18 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             max_output_tokens=settings.max_output_tokens,
             max_cost_usd=str(settings.max_cost_per_dispute_usd),
             escalation_threshold_usd=str(settings.escalation_threshold_usd),
+            similar_cases_tokens=settings.prompt_similar_cases_tokens,
+            policies_tokens=settings.prompt_policies_tokens,
+            charges_tokens=settings.prompt_charges_tokens,
+            description_tokens=settings.prompt_description_tokens,
         ),
         "email": email,
     }
 
+
+# Platform logs (dispute_platform.*) to LOG_DIR/workflow.log in every process that loads the
+# definitions; Dagster's per-run logs reach the same file through dagster.yaml's python_logs.
+install_workflow_log()
 
 defs = Definitions(
     assets=[
@@ -105,9 +115,12 @@ defs = Definitions(
         resolution_embedding,
         company_policies,
         historical_resolutions,
+        *operations_assets,
     ],
     asset_checks=cap_checks,
-    sensors=[sqs_dispute_sensor, review_decision_sensor],
+    sensors=[sqs_dispute_sensor, review_decision_sensor, *operations_sensors],
+    schedules=operations_schedules,
+    jobs=operations_jobs,
     resources=build_resources(get_settings()),
     # A run carries many disputes; one process for all its steps avoids paying imports per step.
     executor=in_process_executor,

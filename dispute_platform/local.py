@@ -21,10 +21,10 @@ import yaml
 
 from dispute_platform.settings import REPO_ROOT, Settings, get_settings
 from dispute_platform.store.db import Database, sqlalchemy_url
+from dispute_platform.workflow_log import dagster_python_logs_config
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LOCAL_SQS_PORT = 9324
 QUEUE_NAMES = {
     "DISPUTE_EVENTS_QUEUE_URL": "dispute-events",
     "HUMAN_REVIEW_NOTIFICATIONS_QUEUE_URL": "human-review-notifications",
@@ -32,6 +32,29 @@ QUEUE_NAMES = {
 }
 # Redeliveries before SQS itself moves a message to the DLQ (the sensor normally deletes first).
 MAX_RECEIVES = 5
+
+
+def terminate_tree(pid: int, timeout: float = 20.0) -> None:
+    """Stop a process and everything it started. The Dagster daemon starts a code server (and
+    runs) that do not always share its process group, so a group kill can leave them behind."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    family = [*root.children(recursive=True), root]
+    for process in family:
+        try:
+            process.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(family, timeout=timeout)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -74,6 +97,8 @@ def dagster_yaml(*, max_concurrent_runs: int = 2, llm_pool_default: int = 4) -> 
         },
         "run_monitoring": {"enabled": True, "start_timeout_seconds": 180, "max_resume_run_attempts": 0},
         "telemetry": {"enabled": False},
+        # Every run's logs also go to LOG_DIR/workflow.log (JSON lines, secrets redacted).
+        "python_logs": dagster_python_logs_config(),
     }
 
 
@@ -82,7 +107,7 @@ class LocalServices(AbstractContextManager["LocalServices"]):
 
     def __init__(self, settings: Settings | None = None, *, sqs_port: int | None = None):
         self.settings = settings or get_settings()
-        self.sqs_port = sqs_port or int(os.environ.get("LOCAL_SQS_PORT", DEFAULT_LOCAL_SQS_PORT))
+        self.sqs_port = sqs_port or self.settings.local_sqs_port
         self._moto: Any = None
         self.started: list[str] = []
 
@@ -127,6 +152,12 @@ class LocalServices(AbstractContextManager["LocalServices"]):
         config = home / "dagster.yaml"
         if not config.exists():
             config.write_text(yaml.safe_dump(dagster_yaml(), sort_keys=False))
+        else:
+            # A home made by an older version: add the sections it lacks, keep what it has.
+            current = yaml.safe_load(config.read_text()) or {}
+            missing = {k: v for k, v in dagster_yaml().items() if k == "python_logs" and k not in current}
+            if missing:
+                config.write_text(yaml.safe_dump({**current, **missing}, sort_keys=False))
         os.environ["DAGSTER_HOME"] = str(home)
         os.environ.setdefault("DAGSTER_POSTGRES_URL", sqlalchemy_url(database_url))
         return home

@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     dispute_events_dlq_url: str | None = Field(
         default=None, description="Dead-letter queue for rejected event bodies (optional; rows in rejected_events either way)."
     )
+    local_sqs_port: int = Field(default=9324, description="Port of the local SQS-compatible endpoint the CLI starts.")
     sqs_max_messages_per_tick: int = Field(default=500, ge=10, description="Most messages one sensor tick receives.")
     sqs_tick_budget_seconds: float = Field(
         default=20.0, gt=0, le=50, description="A tick stops receiving after this long (Dagster's limit is 60 s)."
@@ -77,6 +78,12 @@ class Settings(BaseSettings):
     max_input_tokens: int = Field(default=2075, ge=200, description="Cap on prompt tokens per dispute (o200k_base).")
     max_output_tokens: int = Field(default=1000, ge=16, description="Cap on completion tokens per dispute.")
     max_cost_per_dispute_usd: Decimal = Field(default=Decimal("0.001"), ge=0, description="Cap on LLM cost per dispute.")
+    prompt_similar_cases_tokens: int = Field(default=300, ge=0, description="Token budget of the 3 similar past cases in a prompt.")
+    prompt_policies_tokens: int = Field(default=450, ge=0, description="Token budget of the 3 policy sections in a prompt.")
+    prompt_charges_tokens: int = Field(default=125, ge=0, description="Token budget of the 5 most relevant charges in a prompt.")
+    prompt_description_tokens: int | None = Field(
+        default=None, ge=0, description="Cap on the customer's description. Unset: whatever the input cap leaves."
+    )
     escalation_threshold_usd: Decimal = Field(
         default=Decimal("1000.00"), ge=0, description="Proposals above this are escalated; decisions above it need two reviewers."
     )
@@ -100,6 +107,18 @@ class Settings(BaseSettings):
     api_host: str = Field(default="127.0.0.1", description="Decision endpoint bind address.")
     api_port: int = Field(default=8003, description="Decision endpoint port.")
     log_dir: Path = Field(default=Path("logs"), description="Folder of workflow.log (JSON lines, rotated at 10 MB x 5).")
+    # --- operations --------------------------------------------------------------------------
+    log_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="workflow.log rotates at this size.")
+    log_backup_count: int = Field(default=5, ge=1, description="Rotated workflow.log files kept (workflow.log.1 ...).")
+    reembed_buckets_per_run: int = Field(
+        default=16, ge=1, le=64, description="Hash buckets (of 64) one re-embedding backfill run carries."
+    )
+    reembed_cron: str = Field(default="0 3 * * 0", description="When the weekly re-embedding of the past cases runs (cron, UTC).")
+    reembed_sensor_interval_seconds: int = Field(
+        default=60, ge=10, description="Seconds between checks for vectors made by another embedding model."
+    )
+    cost_report_cron: str = Field(default="0 6 * * *", description="When the cost report is rebuilt (cron, UTC).")
+    cost_report_days: int = Field(default=30, ge=0, description="Days the scheduled cost report covers (0: all).")
 
     @property
     def home(self) -> Path:

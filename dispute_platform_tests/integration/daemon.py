@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ from pathlib import Path
 import psycopg2
 import yaml
 
-from dispute_platform.local import dagster_yaml
+from dispute_platform.local import dagster_yaml, terminate_tree
 from dispute_platform.settings import REPO_ROOT
 from dispute_platform.store.db import sqlalchemy_url
 
@@ -98,14 +97,8 @@ def deployment(
     try:
         yield Deployment(home, env, daemon, log)
     finally:
-        if daemon.poll() is None:
-            os.killpg(daemon.pid, signal.SIGTERM)
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(daemon.pid, signal.SIGKILL)
-        # Runs the daemon launched are their own process groups' children; none may outlive the test.
-        subprocess.run(["pkill", "-f", f"DAGSTER_HOME={dagster_home}"], check=False)
+        terminate_tree(daemon.pid)  # the daemon, its code server and any run still going
+        daemon.wait(timeout=5)
         drop()
 
 

@@ -1,0 +1,118 @@
+"""Operations automation: the re-embedding backfill (weekly schedule, model-change sensor) and the
+daily cost report.
+
+A re-embedding run carries a range of consecutive hash buckets (partition range tags), at most
+`REEMBED_BUCKETS_PER_RUN` of them, like a backfill launched from the UI under the asset's
+`BackfillPolicy.multi_run`. The runs take the `chroma_writer` pool, so they queue behind each
+other and behind any other Chroma writer.
+"""
+
+
+from dagster import (
+    DagsterRunStatus,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    RunsFilter,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
+    SensorEvaluationContext,
+    SkipReason,
+    define_asset_job,
+    schedule,
+    sensor,
+)
+
+from dispute_platform.assets.reports import cost_report
+from dispute_platform.assets.resolution_index import resolution_buckets, resolution_index
+from dispute_platform.domain.reembed import BucketRange, all_buckets, run_ranges, stale_fingerprint
+from dispute_platform.resources.postgres import PostgresResource
+from dispute_platform.resources.vectors import VectorStoreResource
+from dispute_platform.settings import get_settings
+from dispute_platform.workflow.reembed import changed_model_counts, current_model_identity
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+STEP_TAG = "dispute_platform/step"
+TRIGGER_TAG = "dispute_platform/trigger"
+IN_PROGRESS = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+
+reembed_job = define_asset_job(
+    "reembed_resolutions",
+    selection=[resolution_index],
+    partitions_def=resolution_buckets,
+    tags={STEP_TAG: "reembed"},
+    description="Re-embed past cases into Chroma, a range of hash buckets per run.",
+)
+cost_report_job = define_asset_job("cost_report_job", selection=[cost_report], description="Rebuild the LLM cost report.")
+
+
+def reembed_run_requests(ranges: list[BucketRange], *, only_stale: bool, trigger: str, key_prefix: str) -> list[RunRequest]:
+    """One run per range of buckets; the run key makes a repeated request a no-op."""
+    config = {"ops": {"resolution_index": {"config": {"only_stale": only_stale}}}}
+    return [
+        RunRequest(
+            run_key=f"{key_prefix}:{r.start}-{r.end}",
+            run_config=config,
+            tags={RANGE_START: r.start, RANGE_END: r.end, STEP_TAG: "reembed", TRIGGER_TAG: trigger},
+        )
+        for r in ranges
+    ]
+
+
+@schedule(
+    name="weekly_reembedding",
+    job=reembed_job,
+    cron_schedule=get_settings().reembed_cron,
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Re-embeds every past case, all 64 buckets in runs of REEMBED_BUCKETS_PER_RUN: repairs an index "
+    "that drifted from Postgres (lost folder, deleted entries) and keeps it on the current model.",
+)
+def weekly_reembedding(context: ScheduleEvaluationContext):
+    stamp = context.scheduled_execution_time.strftime("%Y-%m-%dT%H:%M") if context.scheduled_execution_time else "manual"
+    per_run = get_settings().reembed_buckets_per_run
+    return reembed_run_requests(all_buckets(per_run), only_stale=False, trigger="schedule", key_prefix=f"weekly:{stamp}")
+
+
+@sensor(
+    name="embedding_model_sensor",
+    job=reembed_job,
+    minimum_interval_seconds=get_settings().reembed_sensor_interval_seconds,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Counts, in SQL, the past cases whose stored vector was made by another model than the configured "
+    "one (name@weights fingerprint) and re-embeds their buckets at once.",
+)
+def embedding_model_sensor(context: SensorEvaluationContext, postgres: PostgresResource, vectors: VectorStoreResource):
+    identity = current_model_identity(vectors.embedding_model)
+    changed = changed_model_counts(postgres.db, identity)
+    if not changed:
+        return SkipReason(f"every stored vector was made by {identity}")
+    active = context.instance.get_runs_count(RunsFilter(statuses=IN_PROGRESS, tags={STEP_TAG: "reembed"}))
+    if active:
+        return SkipReason(f"{sum(changed.values())} stale vector(s); waiting for {active} re-embedding run(s) under way")
+    ranges = run_ranges(changed, get_settings().reembed_buckets_per_run)
+    context.log.info(
+        f"{sum(changed.values())} past case(s) in {len(changed)} bucket(s) were embedded by another model than "
+        f"{identity}; requesting {len(ranges)} run(s)"
+    )
+    # The key names the model and the stale state: one request per change; a failed run is not
+    # retried forever (re-execute it from the UI), but new stale rows make a new key.
+    return reembed_run_requests(
+        ranges, only_stale=True, trigger="model_change", key_prefix=f"model:{identity}:{stale_fingerprint(changed)}"
+    )
+
+
+daily_cost_report = ScheduleDefinition(
+    name="daily_cost_report",
+    job=cost_report_job,
+    cron_schedule=get_settings().cost_report_cron,
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Rebuilds the LLM cost report every day.",
+)
+
+operations_assets = [resolution_index, cost_report]
+operations_jobs = [reembed_job, cost_report_job]
+operations_schedules = [weekly_reembedding, daily_cost_report]
+operations_sensors = [embedding_model_sensor]
