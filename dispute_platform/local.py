@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import socket
+import uuid
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -69,20 +70,31 @@ def _sqs_client(endpoint: str) -> Any:
     return boto3.client("sqs", endpoint_url=endpoint, region_name=os.environ.get("AWS_REGION", "us-east-1"))
 
 
-def create_local_queues(endpoint: str) -> dict[str, str]:
-    """Create (idempotently) the queues, with a redrive policy from events to the DLQ."""
+def create_local_queues(endpoint: str, *, suffix: str = "") -> dict[str, str]:
+    """Create (idempotently) the queues, with a redrive policy from events to the DLQ, keyed by
+    the settings' variable names. `suffix` is appended to each queue's name."""
     sqs = _sqs_client(endpoint)
-    dlq_url = sqs.create_queue(QueueName=QUEUE_NAMES["DISPUTE_EVENTS_DLQ_URL"])["QueueUrl"]
+    dlq_url = sqs.create_queue(QueueName=QUEUE_NAMES["DISPUTE_EVENTS_DLQ_URL"] + suffix)["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     events_url = sqs.create_queue(
-        QueueName=QUEUE_NAMES["DISPUTE_EVENTS_QUEUE_URL"],
+        QueueName=QUEUE_NAMES["DISPUTE_EVENTS_QUEUE_URL"] + suffix,
         Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVES)})},
     )["QueueUrl"]
-    review_url = sqs.create_queue(QueueName=QUEUE_NAMES["HUMAN_REVIEW_NOTIFICATIONS_QUEUE_URL"])["QueueUrl"]
+    review_url = sqs.create_queue(QueueName=QUEUE_NAMES["HUMAN_REVIEW_NOTIFICATIONS_QUEUE_URL"] + suffix)["QueueUrl"]
     return {
         "DISPUTE_EVENTS_QUEUE_URL": events_url,
         "HUMAN_REVIEW_NOTIFICATIONS_QUEUE_URL": review_url,
         "DISPUTE_EVENTS_DLQ_URL": dlq_url,
+    }
+
+
+def scratch_queues(endpoint: str) -> dict[str, str]:
+    """A fresh set of the three queues under random names (tests, benchmarks): events, review, dlq."""
+    urls = create_local_queues(endpoint, suffix=f"-{uuid.uuid4().hex[:8]}")
+    return {
+        "events": urls["DISPUTE_EVENTS_QUEUE_URL"],
+        "review": urls["HUMAN_REVIEW_NOTIFICATIONS_QUEUE_URL"],
+        "dlq": urls["DISPUTE_EVENTS_DLQ_URL"],
     }
 
 

@@ -8,7 +8,6 @@ create a throw-away database; when no server answers, an embedded pgserver is st
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,8 @@ os.environ.setdefault("AWS_REGION", "us-east-1")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("STEP_RETRY_DELAY_SECONDS", "0")  # retries still happen, without the wait
 
-from dispute_platform.store import migrations  # noqa: E402
+from dispute_platform.local import scratch_queues  # noqa: E402
+from dispute_platform.store.scratch import scratch_database  # noqa: E402
 from dispute_platform.store.db import Database  # noqa: E402
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -48,22 +48,8 @@ def _admin_url(tmp_root: Path) -> str:
 
 @pytest.fixture(scope="session")
 def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    admin = _admin_url(tmp_path_factory.mktemp("pg"))
-    name = f"dp_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    conn = psycopg2.connect(admin)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    base, _, query = admin.partition("?")
-    url = base.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
-    db = Database(url)
-    migrations.apply(db)
-    db.close()
-    yield url
-    with conn.cursor() as cur:
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-    conn.close()
+    with scratch_database(_admin_url(tmp_path_factory.mktemp("pg")), f"dp_test_{os.getpid()}", migrate=True) as url:
+        yield url
 
 
 @pytest.fixture
@@ -88,20 +74,7 @@ def sqs_endpoint() -> Iterator[str]:
 @pytest.fixture
 def queues(sqs_endpoint: str) -> dict[str, str]:
     """Fresh queues for one test: events (with a redrive policy to the DLQ), review, DLQ."""
-    import json
-
-    import boto3
-
-    client = boto3.client("sqs", endpoint_url=sqs_endpoint, region_name="us-east-1")
-    suffix = uuid.uuid4().hex[:8]
-    dlq = client.create_queue(QueueName=f"dlq-{suffix}")["QueueUrl"]
-    arn = client.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events = client.create_queue(
-        QueueName=f"events-{suffix}",
-        Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "5"})},
-    )["QueueUrl"]
-    review = client.create_queue(QueueName=f"review-{suffix}")["QueueUrl"]
-    return {"events": events, "review": review, "dlq": dlq}
+    return scratch_queues(sqs_endpoint)
 
 
 @pytest.fixture

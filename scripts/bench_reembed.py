@@ -3,7 +3,7 @@
     python scripts/bench_reembed.py [--rows 20000] [--repeats 3] [--per-run 16]
 
 Generates N varied, realistic past cases (deterministic, nothing downloaded), loads them into a
-temporary PostgreSQL database on 127.0.0.1:5432 (BENCH_ADMIN_URL to change), then measures, each
+temporary PostgreSQL database on 127.0.0.1:5432 (TEST_DATABASE_ADMIN_URL to change), then measures, each
 in a fresh child process:
 
 - raw:      `Embedder.encode` over the same texts in the same batches the backfill makes
@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -40,7 +39,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
-ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+from dispute_platform.store.scratch import scratch_database  # noqa: E402
+
+ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 # --- synthetic history ----------------------------------------------------------------------------
 
@@ -167,21 +168,11 @@ def synthetic_history(n: int, seed: int = 20260101) -> list[dict]:
 # --- database -------------------------------------------------------------------------------------
 
 
-def create_database(rows: int) -> tuple[str, str]:
-    import psycopg2
+def load_history(url: str, rows: int) -> None:
     from psycopg2.extras import Json, execute_values
 
-    from dispute_platform.store import migrations
     from dispute_platform.store.db import Database
 
-    name = f"reembed_bench_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(ADMIN_URL)
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
-    admin.close()
-    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    db = Database(url)
-    migrations.apply(db)
     records = synthetic_history(rows)
 
     def load(cur) -> None:
@@ -192,18 +183,9 @@ def create_database(rows: int) -> tuple[str, str]:
             page_size=1000,
         )
 
+    db = Database(url)
     db.transact(load)
     db.close()
-    return name, url
-
-
-def drop_database(name: str) -> None:
-    import psycopg2
-
-    admin = psycopg2.connect(ADMIN_URL)
-    admin.autocommit = True
-    admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
 
 
 # --- the two measurements (each in its own process) -----------------------------------------------
@@ -275,6 +257,28 @@ def run_child(args: list[str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def measure(args: argparse.Namespace, url: str, work: Path) -> tuple[list[dict], list[dict]]:
+    """Raw encoder then backfill, back to back, per repeat (each in a fresh child process)."""
+    from dispute_platform.store.db import Database
+
+    raw, backfill = [], []
+    for i in range(args.repeats):
+        raw.append(run_child(["raw", url, str(args.page_size)]))
+        print(f"  repeat {i + 1}: raw      {raw[-1]['rows'] / raw[-1]['seconds']:8.1f} rows/s  ({raw[-1]['seconds']:.1f}s)", flush=True)
+        db = Database(url)
+        db.transact(lambda cur: cur.execute("UPDATE historical_resolutions SET embedded_model = NULL, embedded_at = NULL"))
+        db.close()
+        chroma = work / f"chroma{i}"
+        backfill.append(run_child(["backfill", url, str(chroma), str(args.per_run), str(args.page_size)]))
+        print(
+            f"  repeat {i + 1}: backfill {backfill[-1]['rows'] / backfill[-1]['seconds']:8.1f} rows/s  ({backfill[-1]['seconds']:.1f}s, "
+            f"{backfill[-1]['runs']} runs)",
+            flush=True,
+        )
+        shutil.rmtree(chroma, ignore_errors=True)
+    return raw, backfill
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=20_000)
@@ -294,30 +298,10 @@ def main() -> None:
 
     print(f"generating {args.rows:,} past cases and loading them into a temporary database ...", flush=True)
     started = time.perf_counter()
-    name, url = create_database(args.rows)
-    print(f"  loaded in {time.perf_counter() - started:.1f}s; torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}", flush=True)
-    work = Path(tempfile.mkdtemp(prefix="bench_reembed_"))
-    raw, backfill = [], []
-    try:
-        from dispute_platform.store.db import Database
-
-        for i in range(args.repeats):
-            raw.append(run_child(["raw", url, str(args.page_size)]))
-            print(f"  repeat {i + 1}: raw      {raw[-1]['rows'] / raw[-1]['seconds']:8.1f} rows/s  ({raw[-1]['seconds']:.1f}s)", flush=True)
-            db = Database(url)
-            db.transact(lambda cur: cur.execute("UPDATE historical_resolutions SET embedded_model = NULL, embedded_at = NULL"))
-            db.close()
-            chroma = work / f"chroma{i}"
-            backfill.append(run_child(["backfill", url, str(chroma), str(args.per_run), str(args.page_size)]))
-            print(
-                f"  repeat {i + 1}: backfill {backfill[-1]['rows'] / backfill[-1]['seconds']:8.1f} rows/s  ({backfill[-1]['seconds']:.1f}s, "
-                f"{backfill[-1]['runs']} runs)",
-                flush=True,
-            )
-            shutil.rmtree(chroma, ignore_errors=True)
-    finally:
-        drop_database(name)
-        shutil.rmtree(work, ignore_errors=True)
+    with scratch_database(ADMIN_URL, "reembed_bench", migrate=True) as url, tempfile.TemporaryDirectory(prefix="bench_reembed_") as work:
+        load_history(url, args.rows)
+        print(f"  loaded in {time.perf_counter() - started:.1f}s; torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}", flush=True)
+        raw, backfill = measure(args, url, Path(work))
 
     def med(results: list[dict], key: str) -> float:
         return statistics.median(r[key] for r in results)

@@ -42,17 +42,16 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
 os.environ.setdefault("AWS_REGION", "us-east-1")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
-import psycopg2  # noqa: E402
 import yaml  # noqa: E402
 from dagster import DagsterInstance, SensorResult, build_sensor_context  # noqa: E402
 
-from dispute_platform.local import dagster_yaml  # noqa: E402
+from dispute_platform.local import dagster_yaml, scratch_queues  # noqa: E402
 from dispute_platform.resources.postgres import PostgresResource  # noqa: E402
 from dispute_platform.resources.sqs import SQSResource  # noqa: E402
 from dispute_platform.sensors import sqs_dispute_sensor  # noqa: E402
 from dispute_platform.settings import get_settings  # noqa: E402
-from dispute_platform.store import migrations  # noqa: E402
 from dispute_platform.store.db import Database, sqlalchemy_url  # noqa: E402
+from dispute_platform.store.scratch import scratch_database  # noqa: E402
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TARGET_SECONDS = 30.0
@@ -143,38 +142,6 @@ def moto_server():
         proc.wait(timeout=10)
 
 
-@contextmanager
-def fresh_database(admin_url: str, prefix: str):
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    conn = psycopg2.connect(admin_url)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    base, _, query = admin_url.partition("?")
-    url = base.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
-    try:
-        yield url
-    finally:
-        with conn.cursor() as cur:
-            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.close()
-
-
-def make_queues(endpoint: str) -> dict[str, str]:
-    import boto3
-
-    client = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1")
-    suffix = uuid.uuid4().hex[:8]
-    dlq = client.create_queue(QueueName=f"bench-dlq-{suffix}")["QueueUrl"]
-    arn = client.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events = client.create_queue(
-        QueueName=f"bench-events-{suffix}",
-        Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "5"})},
-    )["QueueUrl"]
-    return {"events": events, "dlq": dlq}
-
-
 def dagster_instance(home: Path, dagster_db_url: str) -> DagsterInstance:
     os.environ["DAGSTER_POSTGRES_URL"] = sqlalchemy_url(dagster_db_url)
     config = {k: v for k, v in dagster_yaml().items() if k != "python_logs"}
@@ -213,11 +180,10 @@ class Measurement:
 
 
 def measure(endpoint: str, admin_url: str, n: int, repeat: int) -> Measurement:
-    queues = make_queues(endpoint)
+    queues = scratch_queues(endpoint)
     sqs = TimedSQS(endpoint_url=endpoint, dispute_events_queue_url=queues["events"], dead_letter_queue_url=queues["dlq"])
-    with fresh_database(admin_url, "dp_bench_sensor") as url, fresh_database(admin_url, "dp_bench_dagster") as dagster_url:
+    with scratch_database(admin_url, "dp_bench_sensor", migrate=True) as url, scratch_database(admin_url, "dp_bench_dagster") as dagster_url:
         db = Database(url)
-        migrations.apply(db)
         with tempfile.TemporaryDirectory(prefix="bench-sensor-") as home:
             instance = dagster_instance(Path(home), dagster_url)
             time_partition_checks(instance)

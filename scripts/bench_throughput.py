@@ -65,9 +65,10 @@ from dagster import DagsterInstance, DagsterEventType, RunsFilter  # noqa: E402
 
 from dispute_platform.domain.world import BUNDLED_WORLD  # noqa: E402
 from dispute_platform.resources.sqs import SQSResource  # noqa: E402
-from dispute_platform.store import migrations  # noqa: E402
+from dispute_platform.local import scratch_queues  # noqa: E402
 from dispute_platform.store.db import Database  # noqa: E402
-from scripts.bench_sensor import fresh_database, make_queues, moto_server, table  # noqa: E402
+from dispute_platform.store.scratch import scratch_database  # noqa: E402
+from scripts.bench_sensor import moto_server, table  # noqa: E402
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 SETTLED = ("pending_review", "invalid", "blocked", "proposal_failed", "review_escalated")
@@ -236,12 +237,11 @@ def measure_platform(args, *, per_run: int, prefixes: list[str], ids: dict[str, 
     from dispute_platform_tests.integration.daemon import deployment
 
     results = []
-    queues = make_queues(endpoint)
+    queues = scratch_queues(endpoint)
     sqs = SQSResource(endpoint_url=endpoint, dispute_events_queue_url=queues["events"], dead_letter_queue_url=queues["dlq"],
-                      human_review_queue_url=make_queues(endpoint)["events"])  # fmt: skip
-    with fresh_database(args.admin_url, "dp_bench_tp") as url, tempfile.TemporaryDirectory(prefix="bench-tp-") as home:
+                      human_review_queue_url=queues["review"])  # fmt: skip
+    with scratch_database(args.admin_url, "dp_bench_tp", migrate=True) as url, tempfile.TemporaryDirectory(prefix="bench-tp-") as home:
         db = Database(url)
-        migrations.apply(db)
         extra = {"DISPUTES_PER_RUN": str(per_run), "LOG_DIR": str(Path(home) / "logs"), "STEP_RETRY_DELAY_SECONDS": "1"}
         leftovers: list[psutil.Process] = []
         with deployment(url, sqs, Path(home) / "dep", seeded_chroma=seeded, world=world, extra_env=extra) as dep:
@@ -337,11 +337,10 @@ def measure_loop(args, case_ids: list[str], world: Path, seeded: Path, endpoint:
 
     chroma = workdir / "chroma-loop"
     shutil.copytree(seeded, chroma)
-    queues = make_queues(endpoint)
-    sqs = SQSResource(endpoint_url=endpoint, dispute_events_queue_url=queues["events"], human_review_queue_url=queues["dlq"])
-    with fresh_database(args.admin_url, "dp_bench_loop") as url:
+    queues = scratch_queues(endpoint)
+    sqs = SQSResource(endpoint_url=endpoint, dispute_events_queue_url=queues["events"], human_review_queue_url=queues["review"])
+    with scratch_database(args.admin_url, "dp_bench_loop", migrate=True) as url:
         db = Database(url)
-        migrations.apply(db)
         postgres = PostgresResource(database_url=url)
         sandbox = {"sandbox_data": str(world), "postgres": postgres}
         providers = Providers(crm=SandboxCRM(**sandbox), billing=SandboxBilling(**sandbox), payments=SandboxPayments(**sandbox))
@@ -451,7 +450,7 @@ def measure_floor(args, n: int, workdir: Path) -> float:
 
     checks = [check(f"floor_check_{i}") for i in range(4)]
     keys = [f"FLOOR-{i:05d}" for i in range(n)]
-    with fresh_database(args.admin_url, "dp_bench_floor") as url:
+    with scratch_database(args.admin_url, "dp_bench_floor") as url:
         home = workdir / "floor-home"
         home.mkdir(exist_ok=True)
         os.environ["DAGSTER_POSTGRES_URL"] = sqlalchemy_url(url)

@@ -18,10 +18,12 @@ from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 
 from dispute_platform.api.app import create_app
+from dispute_platform.local import scratch_queues
 from dispute_platform.resources.sqs import SQSResource
 from dispute_platform.store import repo
 from dispute_platform.store.db import Database
-from dispute_platform_tests.faults.support import event_for, fresh_database, make_queues
+from dispute_platform.store.scratch import scratch_database
+from dispute_platform_tests.faults.support import event_for
 from dispute_platform_tests.integration.harness import build_test_resources, run_intake, store_events
 
 pytestmark = pytest.mark.integration
@@ -63,10 +65,10 @@ def fuzz_world(pg_url, sqs_endpoint, seeded_chroma, tmp_path_factory):
     """One world for every fuzzed operation, in a database of its own."""
     tmp = tmp_path_factory.mktemp("fuzz")
     shutil.copytree(seeded_chroma, tmp / "chroma")
-    queues = make_queues(sqs_endpoint)
+    queues = scratch_queues(sqs_endpoint)
     sqs = SQSResource(endpoint_url=sqs_endpoint, dispute_events_queue_url=queues["events"],
                       human_review_queue_url=queues["review"], dead_letter_queue_url=queues["dlq"], wait_time_seconds=0)  # fmt: skip
-    with fresh_database(pg_url) as url:
+    with scratch_database(pg_url, "dp_fault", migrate=True) as url:
         db = Database(url)
         _world(db, url, sqs, tmp)
         LATE_DB.target = db

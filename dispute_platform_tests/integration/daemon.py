@@ -10,18 +10,17 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg2
 import yaml
 
 from dispute_platform.local import dagster_yaml, terminate_tree
 from dispute_platform.settings import REPO_ROOT
 from dispute_platform.store.db import sqlalchemy_url
+from dispute_platform.store.scratch import scratch_database
 
 
 @dataclass
@@ -35,23 +34,6 @@ class Deployment:
         return self.log.read_text(errors="replace")[-5000:]
 
 
-def _fresh_database(pg_url: str) -> tuple[str, Callable[[], None]]:
-    admin = pg_url.rsplit("/", 1)[0] + "/postgres"
-    name = f"dp_dagster_{uuid.uuid4().hex[:8]}"
-    conn = psycopg2.connect(admin)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with conn.cursor() as cur:
-            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.close()
-
-    return pg_url.rsplit("/", 1)[0] + "/" + name, drop
-
-
 @contextmanager
 def deployment(
     pg_url: str,
@@ -62,7 +44,20 @@ def deployment(
     world: Path | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[Deployment]:
-    dagster_db, drop = _fresh_database(pg_url)
+    with scratch_database(pg_url, "dp_dagster") as dagster_db:
+        yield from _deployment(dagster_db, pg_url, sqs, home, seeded_chroma=seeded_chroma, world=world, extra_env=extra_env)
+
+
+def _deployment(
+    dagster_db: str,
+    pg_url: str,
+    sqs,
+    home: Path,
+    *,
+    seeded_chroma: Path,
+    world: Path | None,
+    extra_env: dict[str, str] | None,
+) -> Iterator[Deployment]:
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True)
     (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(dagster_yaml(max_concurrent_runs=2)))
@@ -99,7 +94,6 @@ def deployment(
     finally:
         terminate_tree(daemon.pid)  # the daemon, its code server and any run still going
         daemon.wait(timeout=5)
-        drop()
 
 
 def wait_for(predicate: Callable[[], object], *, timeout: float, what: str, deployment: Deployment | None = None) -> object:
