@@ -48,15 +48,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     )
     sandbox = {"sandbox_data": str(settings.sandbox_data) if settings.sandbox_data else None, "postgres": postgres}
     if settings.resolved_llm_provider == "openai":
-        proposer: Any = OpenAIProposer(
-            api_key=EnvVar("OPENAI_API_KEY"),
-            model=settings.openai_model,
-            base_url=settings.openai_base_url,
-            timeout_seconds=settings.openai_timeout_seconds,
-            max_retries=settings.openai_max_retries,
-            max_output_tokens=settings.max_output_tokens,
-            prices_json=settings.llm_prices,
-        )
+        proposer: Any = OpenAIProposer.from_settings(settings, EnvVar("OPENAI_API_KEY"))
     else:
         proposer = PrecedentProposer()
     if settings.smtp_configured:
@@ -80,12 +72,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         ),
         # The vendors' connectors when their variables are set, the sandbox otherwise.
         **select_providers(ConnectorSettings(), sandbox),
-        "vectors": VectorStoreResource(
-            chroma_path=str(settings.chroma_path),
-            chroma_host=settings.chroma_host,
-            chroma_port=settings.chroma_port,
-            embedding_model=settings.embedding_model,
-        ),
+        "vectors": VectorStoreResource.from_settings(settings),
         "proposer": proposer,
         "limits": LimitsResource(
             max_input_tokens=settings.max_input_tokens,

@@ -122,12 +122,7 @@ def import_cfpb_command(file: Path, batch_size: int, show_skipped: int) -> None:
         settings = get_settings()
         # The live index, configured as `definitions.build_resources` configures it (without
         # importing the whole code location for one resource).
-        vectors = VectorStoreResource(
-            chroma_path=str(settings.chroma_path),
-            chroma_host=settings.chroma_host,
-            chroma_port=settings.chroma_port,
-            embedding_model=settings.embedding_model,
-        )
+        vectors = VectorStoreResource.from_settings(settings)
         db = Database(os.environ["DATABASE_URL"])
 
         def report(s: ImportSummary) -> None:

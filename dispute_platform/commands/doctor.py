@@ -146,12 +146,7 @@ def check_chroma(settings: Settings, db_url: str | None) -> list[Check]:
     from dispute_platform.resources.vectors import POLICIES, RESOLUTIONS, VectorStoreResource, _chroma_embedding_function
     from dispute_platform.workflow.reembed import current_model_identity, model_counts
 
-    vectors = VectorStoreResource(
-        chroma_path=str(settings.chroma_path),
-        chroma_host=settings.chroma_host,
-        chroma_port=settings.chroma_port,
-        embedding_model=settings.embedding_model,
-    )
+    vectors = VectorStoreResource.from_settings(settings)
     where = f"server {settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else f"folder {settings.chroma_path}"
     try:
         client = vectors.client

@@ -24,12 +24,7 @@ def clear_chroma(console: Console) -> list[str]:
     from dispute_platform.resources.vectors import VectorStoreResource
 
     settings = get_settings()
-    vectors = VectorStoreResource(
-        chroma_path=str(settings.chroma_path),
-        chroma_host=settings.chroma_host,
-        chroma_port=settings.chroma_port,
-        embedding_model=settings.embedding_model,
-    )
+    vectors = VectorStoreResource.from_settings(settings)
     names = [vectors.policies_collection, vectors.resolutions_collection]
     for name in names:
         vectors.reset_collection(name)

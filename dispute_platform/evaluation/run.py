@@ -189,17 +189,7 @@ def make_provider(name: str) -> Any:
         key = os.environ.get("OPENAI_API_KEY") or (settings.openai_api_key.get_secret_value() if settings.openai_api_key else "")
         if not key:
             raise EvaluationError("--provider openai needs OPENAI_API_KEY in the environment (the precedent provider needs none)")
-        return _Uncached(
-            OpenAIProposer(
-                api_key=key,
-                model=settings.openai_model,
-                base_url=settings.openai_base_url,
-                timeout_seconds=settings.openai_timeout_seconds,
-                max_retries=settings.openai_max_retries,
-                max_output_tokens=settings.max_output_tokens,
-                prices_json=settings.llm_prices,
-            )
-        )
+        return _Uncached(OpenAIProposer.from_settings(settings, key))
     raise EvaluationError(f"unknown provider {name!r}: choose precedent or openai")
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from dagster import ConfigurableResource
 from pydantic import BaseModel, Field, ValidationError
@@ -34,6 +34,9 @@ from dispute_platform.domain.models import (
 from dispute_platform.domain.precedent import ENGINE_MODEL, apply_policy_rules, weigh_precedent
 from dispute_platform.domain.prompt import PROMPT_VERSION, BuiltPrompt
 from dispute_platform.domain.tokens import count_tokens
+
+if TYPE_CHECKING:
+    from dispute_platform.settings import Settings
 
 
 @runtime_checkable
@@ -151,6 +154,19 @@ class OpenAIProposer(ConfigurableResource):
     prices_json: str | None = Field(default=None, description="Price table override (JSON), see LLM_PRICES.")
     name: str = "openai"
     cacheable: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings, api_key: Any) -> OpenAIProposer:
+        """The provider as the platform's settings configure it (`api_key`: a string or an EnvVar)."""
+        return cls(
+            api_key=api_key,
+            model=settings.openai_model,
+            base_url=settings.openai_base_url,
+            timeout_seconds=settings.openai_timeout_seconds,
+            max_retries=settings.openai_max_retries,
+            max_output_tokens=settings.max_output_tokens,
+            prices_json=settings.llm_prices,
+        )
 
     def _price(self) -> ModelPrice:
         table = None

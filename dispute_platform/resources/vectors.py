@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import ConfigurableResource
 from pydantic import Field
@@ -21,6 +21,9 @@ from pydantic import Field
 from dispute_platform.domain.knowledge import HistoricalResolution, similarity
 from dispute_platform.domain.models import PolicyHit, SimilarCase
 from dispute_platform.domain.policies import PolicyChunk
+
+if TYPE_CHECKING:
+    from dispute_platform.settings import Settings
 
 POLICIES = "company_policies"
 RESOLUTIONS = "dispute_resolutions"
@@ -129,6 +132,17 @@ class VectorStoreResource(ConfigurableResource):
     embedding_model: str | None = Field(default=None, description="Unset: the packaged all-MiniLM-L6-v2.")
     resolutions_collection: str = RESOLUTIONS
     policies_collection: str = POLICIES
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> VectorStoreResource:
+        """The live index as the platform's settings configure it."""
+        return cls(
+            chroma_path=str(settings.chroma_path),
+            chroma_host=settings.chroma_host,
+            chroma_port=settings.chroma_port,
+            embedding_model=settings.embedding_model,
+            **overrides,
+        )
 
     @cached_property
     def embedder(self) -> Embedder:

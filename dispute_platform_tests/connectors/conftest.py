@@ -5,29 +5,23 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from dispute_platform_tests.fake_http import FakeServer, Reply, Request
+
+__all__ = ["FakeVendor", "Reply", "Seen", "fixture"]
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def fixture(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text())
-
-
-@dataclass
-class Reply:
-    status: int = 200
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0  # seconds before answering (to provoke client timeouts)
 
 
 @dataclass
@@ -53,45 +47,12 @@ class FakeVendor:
         self.routes: dict[tuple[str, str], list[Reply | Callable[[Seen], Reply]]] = {}
         self.requests: list[Seen] = []
         self._lock = threading.Lock()
-        vendor = self
+        self.server = FakeServer(self._handle)
+        self.url = self.server.url
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:  # keep test output clean
-                pass
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                parts = urlsplit(self.path)
-                seen = Seen(self.command, parts.path, parse_qs(parts.query), dict(self.headers.items()), body)
-                reply = vendor._next(seen)
-                if reply.delay:
-                    time.sleep(reply.delay)
-                payload = (
-                    b""
-                    if reply.body is None
-                    else (reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode())
-                )
-                try:
-                    self.send_response(reply.status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    for key, value in reply.headers.items():
-                        self.send_header(key, value)
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client timed out and left
-
-            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _handle
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-        self._thread.start()
+    def _handle(self, request: Request) -> Reply:
+        parts = urlsplit(request.target)
+        return self._next(Seen(request.method, parts.path, parse_qs(parts.query), request.headers, request.body))
 
     def on(self, method: str, path: str, *replies: Reply | Callable[[Seen], Reply]) -> None:
         """Answer `method path` with these replies in turn; the last one repeats."""
@@ -110,8 +71,7 @@ class FakeVendor:
         return [r for r in self.requests if (method is None or r.method == method) and (path is None or r.path == path)]
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 @pytest.fixture

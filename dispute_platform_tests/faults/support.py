@@ -17,6 +17,7 @@ from dagster import DagsterInstance, SensorResult, build_sensor_context, materia
 from dispute_platform.domain.world import BUNDLED_WORLD
 from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.sensors import sqs_dispute_sensor
+from dispute_platform_tests.fake_http import FakeServer, Reply
 from dispute_platform_tests.integration.harness import INTAKE
 
 TERMINAL = {"completed", "executed", "rejected", "invalid", "blocked"}
@@ -69,14 +70,6 @@ def status_of(db, case_id: str) -> dict | None:
 # --- a chat-completions server --------------------------------------------------------------
 
 
-@dataclass
-class Reply:
-    status: int = 200
-    body: Any = None  # dict -> JSON; str -> as is
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
-
-
 def completion(content: str | None, *, prompt_tokens: int = 900, completion_tokens: int = 120, refusal: str | None = None) -> dict:
     return {
         "id": "chatcmpl-fault",
@@ -111,7 +104,6 @@ class FakeChat:
     bodies: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    stop: threading.Event = field(default_factory=threading.Event)
 
     @property
     def base_url(self) -> str:
@@ -129,53 +121,10 @@ class FakeChat:
 
 @contextmanager
 def fake_chat(responder: Callable[[dict, int], Reply], key_of: Callable[[dict], str]) -> Iterator[FakeChat]:
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    holder: dict[str, FakeChat] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:  # noqa: N802
-            fake = holder["fake"]
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            reply = fake.answer(raw)
-            if reply.delay and fake.stop.wait(reply.delay):
-                return
-            payload = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)
-            data = payload.encode()
-            try:
-                self.send_response(reply.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
-            except OSError:
-                pass  # the client timed out and left
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-
-        def handle_error(self, request: Any, client_address: Any) -> None:
-            pass
-
-    httpd = Server(("127.0.0.1", 0), Handler)
-    fake = FakeChat(port=httpd.server_address[1], responder=responder, key_of=key_of)
-    holder["fake"] = fake
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    fake: FakeChat | None = None
+    with FakeServer(lambda request: fake.answer(request.body)) as http:
+        fake = FakeChat(port=http.port, responder=responder, key_of=key_of)
         yield fake
-    finally:
-        fake.stop.set()
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 def case_in_prompt(body: dict) -> str:

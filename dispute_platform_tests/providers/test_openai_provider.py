@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -19,16 +18,9 @@ from dispute_platform.domain.models import Action
 from dispute_platform.domain.prompt import PROMPT_VERSION, build_prompt
 from dispute_platform.resources.llm import REPLY_SCHEMA, OpenAIProposer
 from dispute_platform_tests.domain import factories as f
+from dispute_platform_tests.fake_http import FakeServer, Reply, Request
 
 D = Decimal
-
-
-@dataclass
-class Reply:
-    status: int = 200
-    body: Any = None  # a dict is sent as JSON, a str as is
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
 
 
 @dataclass
@@ -39,7 +31,6 @@ class FakeOpenAI:
     replies: list[Reply] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -102,58 +93,16 @@ def answer(**overrides: Any) -> str:
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    state: dict[str, FakeOpenAI] = {}
+    fake: FakeOpenAI | None = None
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    def handle(request: Request) -> Reply:
+        if request.target != "/v1/chat/completions":
+            return Reply(404, error(404, f"no route {request.target}", "not_found"))
+        return fake.next_reply(json.loads(request.body), {k.lower(): v for k, v in request.headers.items()})
 
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-            fake = state["fake"]
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length)
-            if self.path != "/v1/chat/completions":
-                self._send(Reply(404, error(404, f"no route {self.path}", "not_found")))
-                return
-            reply = fake.next_reply(json.loads(raw), {k.lower(): v for k, v in self.headers.items()})
-            if reply.delay and fake.stop.wait(reply.delay):
-                return
-            self._send(reply)
-
-        def _send(self, reply: Reply) -> None:
-            payload = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)
-            data = payload.encode()
-            try:
-                self.send_response(reply.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
-            except OSError:
-                pass  # the client gave up (timeout test): nothing to tell it
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-
-        def handle_error(self, request: Any, client_address: Any) -> None:
-            pass
-
-    httpd = Server(("127.0.0.1", 0), Handler)
-    fake = FakeOpenAI(port=httpd.server_address[1])
-    state["fake"] = fake
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with FakeServer(handle) as http:
+        fake = FakeOpenAI(port=http.port)
         yield fake
-    finally:
-        fake.stop.set()
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture(scope="module")
