@@ -32,14 +32,28 @@ RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 
 
+def even_batches(items: list, most: int) -> list[list]:
+    """As few batches as `most` per batch allows, their sizes differing by at most one: 101 new
+    disputes make runs of 51 and 50, not 100 and a lone 1 that pays a whole run's start-up."""
+    if not items:
+        return []
+    count = -(-len(items) // most)
+    size, extra = divmod(len(items), count)
+    batches, start = [], 0
+    for index in range(count):
+        end = start + size + (1 if index < extra else 0)
+        batches.append(items[start:end])
+        start = end
+    return batches
+
+
 def intake_run_requests(new: list[repo.NewDispute], existing: set[str], per_run: int) -> list[RunRequest]:
     """One run per batch of freshly added partitions (a contiguous range: dynamic partitions keep
     insertion order), and one run per dispute whose partition already existed (it is not at the
     end of the order, so it cannot join a range)."""
     requests = []
     appended = [d for d in new if d.case_id not in existing]
-    for start in range(0, len(appended), per_run):
-        chunk = appended[start : start + per_run]
+    for chunk in even_batches(appended, per_run):
         requests.append(
             RunRequest(
                 run_key=f"intake:{chunk[0].first_event_id}-{chunk[-1].first_event_id}",

@@ -57,7 +57,9 @@ class Settings(BaseSettings):
     step_retry_delay_seconds: float = Field(
         default=5.0, ge=0, description="First delay of a step retry (doubling, 3 retries) after a transient failure."
     )
-    disputes_per_run: int = Field(default=100, ge=1, description="Most new disputes one intake run carries.")
+    disputes_per_run: int = Field(
+        default=250, ge=1, description="Most new disputes one intake run carries (a tick's new disputes are split into even runs)."
+    )
     # --- source systems ----------------------------------------------------------------------
     sandbox_data: Path | None = Field(
         default=None, description="World file of the sandbox CRM, billing and payment providers. Unset: the bundled world."

@@ -132,6 +132,11 @@ def knob_label(budget: PromptBudget) -> str:
     return ", ".join(parts) or "defaults"
 
 
+def _versus_target(mean_cost: Decimal) -> str:
+    gap = mean_cost - TARGET_MEAN
+    return f"${gap:.6f} over the target" if gap >= 0 else f"under the target by ${-gap:.6f}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -227,7 +232,7 @@ def main() -> int:
         print(
             f"caution: that setting leaves the customer's description {best.budget.description_tokens} tokens. Keeping at least "
             f"{USEFUL_DESCRIPTION}, the cheapest searched setting is {cheapest_useful.label}: mean ${cheapest_useful.mean_cost:.6f}, "
-            f"still ${cheapest_useful.mean_cost - TARGET_MEAN:.6f} over the target. The part of every prompt no section budget "
+            f"{_versus_target(cheapest_useful.mean_cost)}. The part of every prompt no section budget "
             f"touches (system {base.sections['system']:.0f}, facts {base.sections['facts']:.0f}, charges {base.sections['charges']:.0f} "
             f"tokens and the headings: {statistics.mean(floor.tokens):.0f} tokens) and the 250 output tokens already cost "
             f"${floor.mean_cost:.6f} (the 'floor' row)."
