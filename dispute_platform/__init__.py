@@ -12,6 +12,8 @@ warnings.filterwarnings("ignore", message=r".*`backfill_policy`.*is currently in
 warnings.filterwarnings("ignore", message=r".*partitions_def on an AssetCheckSpec is currently in preview")
 # The instance's python_logs handler (run logs to workflow.log, docs/operations.md) is beta too.
 warnings.filterwarnings("ignore", message=r"Handling yaml-defined logging configuration is currently in beta")
+# platformdirs, asked for a runtime folder on a machine without a login session, falls back to /tmp.
+warnings.filterwarnings("ignore", message=r"XDG_RUNTIME_DIR is not set")
 
 # torch's OpenMP threads spin while they wait for work. Next to another busy thread (the Chroma
 # writer of a re-embedding run, a second run on the host) the spinning starves everyone: measured
