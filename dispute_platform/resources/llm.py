@@ -208,7 +208,10 @@ class OpenAIProposer(ConfigurableResource):
                     response_format={"type": "json_schema", "json_schema": REPLY_SCHEMA},
                 )
             except openai.APIStatusError as exc:
-                failure = f"model API answered {exc.status_code} after {self.max_retries} retries: {exc.message}"
+                # The client retries 408, 409, 429 and 5xx; anything else (401, 400 ...) failed at once.
+                retried = exc.status_code in (408, 409, 429) or exc.status_code >= 500
+                after = f" after {self.max_retries} retries" if retried else ""
+                failure = f"model API answered {exc.status_code}{after}: {exc.message}"
                 break
             except (openai.APITimeoutError, openai.APIConnectionError) as exc:
                 failure = f"model API unreachable after {self.max_retries} retries: {exc.__class__.__name__}"

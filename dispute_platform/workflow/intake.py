@@ -33,6 +33,17 @@ def _no_nan(token: str) -> Any:
     raise _RejectConstant(f"{token} is not a number JSON allows")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """An object that names a key twice ({"amount": 10, "amount": 1000}) is ambiguous: JSON
+    parsers disagree on which one wins, so the producer must say which it meant."""
+    data: dict = {}
+    for key, value in pairs:
+        if key in data:
+            raise _RejectConstant(f"key {strip_control_chars(key)[:60]!r} appears more than once in an object")
+        data[key] = value
+    return data
+
+
 def _unpaired_surrogate(data: Any) -> str | None:
     """Where a string (or key) of the parsed body holds a lone surrogate, else None. Iterative:
     the body may be as deep as the JSON parser allowed."""
@@ -71,7 +82,7 @@ def _parse(body: str) -> tuple[DisputeEvent, dict] | str:
     if not body.strip():
         return "body is empty"
     try:
-        data = json.loads(body, parse_constant=_no_nan)
+        data = json.loads(body, parse_constant=_no_nan, object_pairs_hook=_unique_keys)
     except _RejectConstant as exc:
         return f"not valid JSON: {exc}"
     except (json.JSONDecodeError, RecursionError) as exc:

@@ -92,7 +92,8 @@ POISON = [
     Poison("lowercase currency", _j(case_id="CASE-1010", currency="usd"), r"status: pending_review", "CASE-1010"),
     Poison("unknown extra fields", _j(case_id="CASE-1013", evil={"__proto__": {"admin": True}}, status="decided"),
            r"status: pending_review", "CASE-1013"),  # fmt: skip
-    Poison("duplicate keys (last wins)", '{"case_id": "CASE-9998", "case_id": "CASE-1014"}', r"status: pending_review", "CASE-1014"),
+    Poison("duplicate keys", '{"case_id": "CASE-9998", "case_id": "CASE-1014"}', r"rejected: not valid JSON: key 'case_id' appears more than once"),
+    Poison("duplicate amount in a nested object", '{"case_id": "CASE-1014", "meta": {"amount": 1, "amount": 2}}', r"rejected: not valid JSON: key 'amount' appears"),
     Poison("SQL injection in description", _j(case_id="CASE-1018", description=SQLI), r"status: pending_review", "CASE-1018"),
     Poison("SQL injection in customer_id", _j(case_id="CASE-1024", customer_id="x' OR '1'='1"),
            r"status: invalid event names customer x' OR '1'='1", "CASE-1024"),  # fmt: skip
@@ -180,7 +181,7 @@ def test_poison_events_are_rejected_or_handled_with_reasons_and_good_ones_flow(d
     stored = {r["case_id"]: r["body"] for r in db.fetch_all("SELECT case_id, body FROM dispute_events")}
     assert stored["CASE-1018"]["description"] == SQLI
     assert stored["CASE-1056"]["description"] == "ab c[2Jd".replace(" ", "")
-    assert stored["CASE-1014"]["case_id"] == "CASE-1014"
+    assert "CASE-1014" not in stored and "CASE-9998" not in stored  # ambiguous bodies store no event
     assert db.fetch_one("SELECT dispute_type FROM workflow_states WHERE case_id = 'CASE-1041'")["dispute_type"] == "service_outage"
     for table in ("dispute_events", "workflow_states", "proposals"):
         assert db.fetch_one(f"SELECT to_regclass('dispute_platform.{table}') AS t")["t"] is not None

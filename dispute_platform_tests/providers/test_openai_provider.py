@@ -277,4 +277,4 @@ def test_client_error_is_not_retried(server, dispute):
     proposal = propose(server, dispute, max_retries=2)
     assert len(server.requests) == 1
     assert (proposal.action, proposal.flags) == (Action.ESCALATE, ["model_failure"])
-    assert "401" in proposal.reasoning
+    assert "answered 401: " in proposal.reasoning and "retries" not in proposal.reasoning
