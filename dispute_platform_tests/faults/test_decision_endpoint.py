@@ -24,7 +24,7 @@ from dispute_platform.store import repo
 from dispute_platform.store.db import Database
 from dispute_platform.store.scratch import scratch_database
 from dispute_platform_tests.faults.support import event_for
-from dispute_platform_tests.integration.harness import build_test_resources, run_intake, store_events
+from dispute_platform_tests.integration.harness import build_test_resources, protected_routes, run_intake, store_events
 
 pytestmark = pytest.mark.integration
 
@@ -126,14 +126,6 @@ def api(db, sqs, pg_url, tmp_path, chroma_dir):
 
 # --- the auth matrix ---------------------------------------------------------------------------
 
-PROTECTED = [
-    ("get", "/human-review/pending"),
-    ("post", "/human-review/decision"),
-    ("get", "/workflow/00000000-0000-0000-0000-000000000000/status"),
-    ("get", "/disputes/CASE-1063"),
-    ("get", "/costs/workflow/00000000-0000-0000-0000-000000000000"),
-    ("get", "/costs/case/CASE-1063"),
-]
 BAD_HEADERS = {
     "no token": {},
     "empty bearer": {"Authorization": "Bearer "},
@@ -158,7 +150,7 @@ def test_auth_matrix(api, db):
     client = TestClient(api)
     body = {"case_id": "CASE-1063", "decision": "approved", "proposal_version": 1}
     for label, headers in BAD_HEADERS.items():
-        for method, path in PROTECTED:
+        for method, path in protected_routes(api):
             answer = getattr(client, method)(path, headers=headers, **({"json": body} if method == "post" else {}))
             assert answer.status_code == 401, (label, method, path, answer.status_code, answer.text)
     assert db.fetch_all("SELECT * FROM review_decisions") == []  # nothing was recorded by any of them

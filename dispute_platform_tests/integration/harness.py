@@ -4,6 +4,7 @@ Chroma folder per test, the packaged embedding model, the sandbox world, an .eml
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -108,3 +109,23 @@ def refunds(db) -> list[dict]:
 
 def money(value: str) -> Decimal:
     return Decimal(value)
+
+
+# Sample values for the endpoint's path parameters (a route with another parameter fails loudly).
+_PATH_SAMPLES = {"case_id": "CASE-1063", "run_id": "00000000-0000-0000-0000-000000000000"}
+_OPEN_ROUTES = {"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+
+
+def protected_routes(app) -> list[tuple[str, str]]:
+    """(method, path) of every route of the decision endpoint that must demand a token, read from
+    the app itself so that a route added later is covered too."""
+    from fastapi.routing import APIRoute
+
+    routes = []
+    for route in app.routes:
+        if not isinstance(route, APIRoute) or route.path in _OPEN_ROUTES:
+            continue
+        path = re.sub(r"\{(\w+)\}", lambda m: _PATH_SAMPLES[m.group(1)], route.path)
+        routes += [(method.lower(), path) for method in sorted(route.methods)]
+    assert routes, "the app has no protected routes"
+    return routes
