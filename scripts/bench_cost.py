@@ -47,7 +47,7 @@ from dispute_platform.evaluation.costing import (  # noqa: E402
 from dispute_platform.evaluation.metrics import percentile  # noqa: E402
 from dispute_platform.evaluation.replay import complaint_context  # noqa: E402
 
-DEFAULT_DATA = Path("/work/shared/data/cfpb_credit_card_dev.csv")
+DEFAULT_DATA = Path(__file__).resolve().parent.parent / "dispute_platform_tests" / "data" / "cfpb_credit_card_dev.csv"
 TARGET_MEAN = Decimal("0.00025")
 MAX_INPUT = 2075
 OUTPUT_TOKENS = 250

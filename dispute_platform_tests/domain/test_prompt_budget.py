@@ -18,7 +18,7 @@ from dispute_platform.domain.prompt import SYSTEM_PROMPT, BuiltPrompt, PromptBud
 from dispute_platform.domain.tokens import ELLIPSIS, count_chat_tokens, count_tokens, trim_to_tokens
 from dispute_platform_tests.domain import factories as f
 
-CFPB_CSV = Path("/work/shared/data/cfpb_credit_card_dev.csv")
+CFPB_CSV = Path(__file__).resolve().parent.parent / "data" / "cfpb_credit_card_dev.csv"
 NARRATIVE = "Consumer complaint narrative"
 
 MAX_INPUT = 2075
@@ -37,8 +37,6 @@ _LEAK_PATTERNS = [
 
 
 def cfpb_narratives() -> list[str]:
-    if not CFPB_CSV.exists():
-        pytest.skip(f"{CFPB_CSV} is not on this machine")
     with CFPB_CSV.open(newline="", encoding="utf-8") as handle:
         return [row[NARRATIVE] for row in csv.DictReader(handle) if row[NARRATIVE].strip()]
 

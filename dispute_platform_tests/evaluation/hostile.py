@@ -10,7 +10,7 @@ import csv
 import io
 from pathlib import Path
 
-SOURCE_CSV = Path("/work/shared/data/cfpb_credit_card_dev.csv")
+SOURCE_CSV = Path(__file__).resolve().parent.parent / "data" / "cfpb_credit_card_dev.csv"
 
 # Reordered, without Tags / ZIP code / State / Company public response / Sub-product, with an
 # extra column the bureau's newer exports have.
