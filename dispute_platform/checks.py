@@ -10,12 +10,19 @@ proposal that failed a check, or was never checked, can not reach the money.
 
 from decimal import Decimal
 
-from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetChecksDefinition, MetadataValue, asset_check
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    MetadataValue,
+    ResourceParam,
+    asset_check,
+)
 
 from dispute_platform.assets.disputes import ai_proposal
 from dispute_platform.domain.caps import CAP_NAMES
 from dispute_platform.partitions import disputes_partitions
-from dispute_platform.resources.limits import LimitsResource
+from dispute_platform.resources.limits import Limits
 from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.workflow.caps import evaluate_stored
 
@@ -28,9 +35,9 @@ def _make_cap_check(name: str, description: str) -> AssetChecksDefinition:
         partitions_def=disputes_partitions,
         description=description,
     )
-    def _check(context: AssetCheckExecutionContext, postgres: PostgresResource, limits: LimitsResource) -> AssetCheckResult:
+    def _check(context: AssetCheckExecutionContext, postgres: PostgresResource, limits: ResourceParam[Limits]) -> AssetCheckResult:
         keys = list(context.partition_keys) if context.has_partition_key_range or context.has_partition_key else []
-        results = evaluate_stored(postgres.db, keys, limits.proposal_limits().caps, context.run.run_id)
+        results = evaluate_stored(postgres.db, keys, limits.caps, context.run.run_id)
         mine = {case_id: next(r for r in caps if r.name == name) for case_id, caps in results.items()}
         failing = {case_id: r for case_id, r in mine.items() if not r.passed}
         figures = [r.figure for r in mine.values()]

@@ -334,15 +334,16 @@ def _demo_reviewer(db, settings) -> Iterator[object]:
     import uvicorn
 
     from dispute_platform.api.app import create_app
-    from dispute_platform.store import repo
+    from dispute_platform.resources.limits import Limits
+    from dispute_platform.store.reviewers import add_reviewer, revoke_reviewer
 
     token = secrets.token_urlsafe(24)
     name = f"demo-reviewer-{secrets.token_hex(3)}"
-    db.transact(lambda cur: repo.add_reviewer(cur, name, token, "demo@brightwave.example"))
+    db.transact(lambda cur: add_reviewer(cur, name, token, "demo@brightwave.example"))
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    app = create_app(db, four_eyes_threshold=settings.escalation_threshold_usd)
+    app = create_app(db, limits=Limits.from_settings(settings))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -369,6 +370,7 @@ def _demo_reviewer(db, settings) -> Iterator[object]:
         client.close()
         server.should_exit = True
         thread.join(timeout=10)
+        db.transact(lambda cur: revoke_reviewer(cur, name))  # its token was in this process only
 
 
 # --- dev ---------------------------------------------------------------------------------------
@@ -423,22 +425,74 @@ def reviewer() -> None:
 @click.argument("name")
 @click.option("--email", help="The reviewer's e-mail address.")
 def reviewer_add(name: str, email: str | None) -> None:
-    """Create a reviewer and print its token (shown once)."""
+    """Create a reviewer and print its token (shown once). Names are unique whatever their case."""
     import secrets
 
     import psycopg2
 
-    from dispute_platform.store import repo
+    from dispute_platform.domain.review import check_reviewer_name
     from dispute_platform.store.db import Database
+    from dispute_platform.store.reviewers import add_reviewer
 
+    try:
+        name = check_reviewer_name(name)
+    except ValueError as exc:
+        _fail(str(exc))
     with local_services(verbose=False):
         _migrate(verbose=False)
         token = secrets.token_urlsafe(32)
         try:
-            Database(os.environ["DATABASE_URL"]).transact(lambda cur: repo.add_reviewer(cur, name, token, email))
+            Database(os.environ["DATABASE_URL"]).transact(lambda cur: add_reviewer(cur, name, token, email))
         except psycopg2.errors.UniqueViolation:
-            _fail(f"a reviewer named {name!r} already exists")
+            _fail(f"a reviewer named {name!r} already exists (names are unique whatever their case)")
         console.print(f"reviewer {name} created. Token (shown once, keep it secret):\n{token}")
+
+
+@reviewer.command("revoke")
+@click.argument("name")
+def reviewer_revoke(name: str) -> None:
+    """Disable a reviewer at once: their token and unused decision tickets stop working."""
+    from dispute_platform.store.db import Database
+    from dispute_platform.store.reviewers import revoke_reviewer
+
+    with local_services(verbose=False):
+        _migrate(verbose=False)
+        if not Database(os.environ["DATABASE_URL"]).transact(lambda cur: revoke_reviewer(cur, name)):
+            _fail(f"no reviewer named {name!r}")
+        console.print(f"reviewer {name} revoked: their token and unused tickets no longer work")
+
+
+@reviewer.command("rotate")
+@click.argument("name")
+def reviewer_rotate(name: str) -> None:
+    """Give a reviewer a new token (printed once); the old one and their unused tickets stop at once."""
+    import secrets
+
+    from dispute_platform.store.db import Database
+    from dispute_platform.store.reviewers import rotate_token
+
+    with local_services(verbose=False):
+        _migrate(verbose=False)
+        token = secrets.token_urlsafe(32)
+        if not Database(os.environ["DATABASE_URL"]).transact(lambda cur: rotate_token(cur, name, token)):
+            _fail(f"no reviewer named {name!r}")
+        console.print(f"reviewer {name}: new token (shown once, keep it secret):\n{token}")
+
+
+@reviewer.command("list")
+def reviewer_list() -> None:
+    """Every reviewer record, with whether it is active and how many decisions it made."""
+    from dispute_platform.store.db import Database
+    from dispute_platform.store.reviewers import list_reviewers
+
+    with local_services(verbose=False):
+        _migrate(verbose=False)
+        rows = Database(os.environ["DATABASE_URL"]).transact(list_reviewers)
+        table = Table("name", "kind", "e-mail", "created", "state", "decisions")
+        for row in rows:
+            state = f"revoked {row['disabled_at']:%Y-%m-%d %H:%M}" if row["disabled_at"] else "active"
+            table.add_row(row["name"], row["kind"], row["email"] or "-", f"{row['created_at']:%Y-%m-%d}", state, str(row["decisions"]))
+        console.print(table)
 
 
 # --- status ------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from dispute_platform.assets.disputes import (
 from dispute_platform.assets.knowledge import company_policies, historical_resolutions
 from dispute_platform.checks import cap_checks
 from dispute_platform.resources.email import OutboxEmail, SmtpEmail
-from dispute_platform.resources.limits import LimitsResource
+from dispute_platform.resources.limits import Limits
 from dispute_platform.resources.llm import OpenAIProposer, PrecedentProposer
 from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.resources.connectors.config import ConnectorSettings, select_providers
@@ -74,16 +74,8 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         **select_providers(ConnectorSettings(), sandbox),
         "vectors": VectorStoreResource.from_settings(settings),
         "proposer": proposer,
-        "limits": LimitsResource(
-            max_input_tokens=settings.max_input_tokens,
-            max_output_tokens=settings.max_output_tokens,
-            max_cost_usd=str(settings.max_cost_per_dispute_usd),
-            escalation_threshold_usd=str(settings.escalation_threshold_usd),
-            similar_cases_tokens=settings.prompt_similar_cases_tokens,
-            policies_tokens=settings.prompt_policies_tokens,
-            charges_tokens=settings.prompt_charges_tokens,
-            description_tokens=settings.prompt_description_tokens,
-        ),
+        # A plain object, not a configurable resource: run config cannot change a limit.
+        "limits": Limits.from_settings(settings),
         "email": email,
     }
 

@@ -25,7 +25,8 @@ from dispute_platform.resources.sqs import SQSResource
 from dispute_platform.settings import get_settings
 from dispute_platform.store import repo
 from dispute_platform.workflow.intake import ingest_from_queue
-from dispute_platform.workflow.notify import notify_overdue
+from dispute_platform.store import reviewers as reviewer_store
+from dispute_platform.workflow.notify import escalate_overdue, notify_overdue
 
 INTAKE_ASSETS = [AssetKey("raw_case"), AssetKey("enriched_context"), AssetKey("ai_proposal")]
 RANGE_START = "dagster/asset_partition_range_start"
@@ -112,14 +113,28 @@ def sqs_dispute_sensor(context: SensorEvaluationContext, sqs: SQSResource, postg
 REVIEW_ASSETS = [AssetKey("review_decision"), AssetKey("executed_resolution"), AssetKey("resolution_embedding")]
 
 
+def review_run_requests(decided: list[dict]) -> list[RunRequest]:
+    """One run per decided dispute, keyed on its final decision: Dagster drops a request whose
+    run key it has seen, so asking again on every tick starts each decision once."""
+    return [
+        RunRequest(
+            run_key=f"review:{d['case_id']}:{d['decision_id']}",
+            partition_key=d["case_id"],
+            asset_selection=REVIEW_ASSETS,
+            tags={"dispute_platform/step": "review", "dispute_platform/decision_id": str(d["decision_id"])},
+        )
+        for d in decided
+    ]
+
+
 @sensor(
     name="review_decision_sensor",
     minimum_interval_seconds=get_settings().review_sensor_interval_seconds,
     default_status=DefaultSensorStatus.RUNNING,
     asset_selection=REVIEW_ASSETS,
-    description="Watches Postgres for settled review decisions (cursor = decision id) and starts one run of "
-    "review_decision -> executed_resolution -> resolution_embedding per decided dispute; escalates reviews "
-    "pending longer than the SLA.",
+    description="Finds, by their state in Postgres, disputes whose current proposal has a final decision not yet "
+    "carried out, and starts review_decision -> executed_resolution -> resolution_embedding for each (one run per "
+    "decision); escalates reviews pending longer than the SLA.",
 )
 def review_decision_sensor(
     context: SensorEvaluationContext,
@@ -129,23 +144,16 @@ def review_decision_sensor(
 ):
     settings = get_settings()
     db = postgres.db
-    for state in db.transact(lambda cur: repo.overdue_reviews(cur, settings.review_sla_hours)):
-        full = db.transact(lambda cur, case_id=state["case_id"]: repo.workflow_state(cur, case_id))
+    for overdue in db.transact(lambda cur: repo.overdue_reviews(cur, settings.review_sla_hours)):
+        # Compare-and-set: a decision recorded since the read wins, and nobody is told twice.
+        if not escalate_overdue(db, overdue["case_id"], overdue["proposal_version"], settings.review_sla_hours):
+            continue
+        full = db.transact(lambda cur, case_id=overdue["case_id"]: repo.workflow_state(cur, case_id))
         notify_overdue(db, email, sqs, settings, full)
-        context.log.info(f"{state['case_id']}: review pending beyond {settings.review_sla_hours} h, escalated")
-    cursor = int(context.cursor or 0)
-    decided = db.transact(lambda cur: repo.final_decisions_after(cur, cursor))
+        context.log.info(f"{overdue['case_id']}: review pending beyond {settings.review_sla_hours} h, escalated")
+    # By state, never by a decision-id cursor: ids are handed out before their transactions
+    # commit, so a cursor skips a decision that commits after a later one.
+    decided = db.transact(lambda cur: reviewer_store.decided_awaiting_execution(cur))
     if not decided:
-        return SkipReason("no new decisions")
-    return SensorResult(
-        run_requests=[
-            RunRequest(
-                run_key=f"review:{d['case_id']}:{d['id']}",
-                partition_key=d["case_id"],
-                asset_selection=REVIEW_ASSETS,
-                tags={"dispute_platform/step": "review", "dispute_platform/decision_id": str(d["id"])},
-            )
-            for d in decided
-        ],
-        cursor=str(max(d["id"] for d in decided)),
-    )
+        return SkipReason("no decided dispute awaits execution")
+    return SensorResult(run_requests=review_run_requests(decided))

@@ -87,7 +87,17 @@ class Settings(BaseSettings):
         default=None, ge=0, description="Cap on the customer's description. Unset: whatever the input cap leaves."
     )
     escalation_threshold_usd: Decimal = Field(
-        default=Decimal("1000.00"), ge=0, description="Proposals above this are escalated; decisions above it need two reviewers."
+        default=Decimal("1000.00"),
+        ge=0,
+        description="Proposals above this USD value are escalated; decisions above it need two reviewers.",
+    )
+    fx_rates_to_usd: str | None = Field(
+        default=None,
+        description='USD per unit of each currency, JSON ({"USD": 1, "EUR": "1.08"}), for the thresholds. Unset: a small '
+        "built-in table (USD EUR GBP CAD AUD CHF JPY KWD). A currency without a rate always needs two reviewers.",
+    )
+    decision_ticket_ttl_seconds: int = Field(
+        default=900, ge=30, le=86400, description="How long a launchpad decision ticket stays valid (single use)."
     )
     # --- knowledge ---------------------------------------------------------------------------
     chroma_db_path: Path | None = Field(default=None, description="Chroma folder. Unset: DISPUTE_PLATFORM_HOME/chroma.")
@@ -147,6 +157,12 @@ class Settings(BaseSettings):
         if self.llm_provider:
             return self.llm_provider
         return "openai" if self.openai_api_key else "precedent"
+
+    @property
+    def usd_rates(self) -> dict[str, Decimal]:
+        from dispute_platform.domain.money import parse_rates
+
+        return parse_rates(self.fx_rates_to_usd)
 
     @property
     def smtp_configured(self) -> bool:

@@ -12,7 +12,7 @@ at 1,024 tokens, in 128-token steps).
 
 Target: mean under $0.00025 per dispute, max input never above 2,075 tokens. With 250 output
 tokens fixed ($0.000150), the input may cost $0.000100: 666 tokens at $0.15 per 1M. When the
-default budgets miss it, the script searches the per-section budgets (`LimitsResource.
+default budgets miss it, the script searches the per-section budgets (`Limits.
 description_tokens`, `policies_tokens`, `similar_cases_tokens`) for the setting that meets it
 while keeping the most context, and reports both, measured in the same run on the same prompts.
 
@@ -207,7 +207,7 @@ def main() -> int:
                     continue
                 tried.append(measure(knob_label(budget), budget, items, price))
     description_only = [m for m in tried if m.budget.policies_tokens == 450 and m.budget.similar_cases_tokens == 300]
-    print("\ndescription_tokens alone (LimitsResource.description_tokens), other budgets at their defaults:")
+    print("\ndescription_tokens alone (Limits.description_tokens), other budgets at their defaults:")
     print(table(headers, [m.row() for m in description_only]))
     meeting = [m for m in tried if m.mean_cost < TARGET_MEAN and max(m.tokens) <= MAX_INPUT]
     if not meeting:

@@ -312,15 +312,17 @@ def _dt(ts: float):
 def measure_loop(args, case_ids: list[str], world: Path, seeded: Path, endpoint: str, workdir: Path) -> dict[str, float]:
     from concurrent.futures import ThreadPoolExecutor
 
-    from dispute_platform.domain.states import Status
+    from dispute_platform.domain.states import PROPOSAL_MAY_RUN, Status
     from dispute_platform.resources.email import OutboxEmail
-    from dispute_platform.resources.limits import LimitsResource
+    from dispute_platform.resources.limits import Limits
     from dispute_platform.resources.llm import PrecedentProposer
     from dispute_platform.resources.postgres import PostgresResource
     from dispute_platform.resources.providers import SandboxBilling, SandboxCRM, SandboxPayments
     from dispute_platform.resources.vectors import VectorStoreResource
     from dispute_platform.settings import get_settings
     from dispute_platform.store import repo
+    from dispute_platform.store.proposals import save_proposal
+    from dispute_platform.store.transitions import transition
     from dispute_platform.workflow.caps import evaluate_stored
     from dispute_platform.workflow.enrich import Providers, enrich_event
     from dispute_platform.workflow.intake import parse_body
@@ -345,7 +347,7 @@ def measure_loop(args, case_ids: list[str], world: Path, seeded: Path, endpoint:
         sandbox = {"sandbox_data": str(world), "postgres": postgres}
         providers = Providers(crm=SandboxCRM(**sandbox), billing=SandboxBilling(**sandbox), payments=SandboxPayments(**sandbox))
         vectors = VectorStoreResource(chroma_path=str(chroma))
-        proposer, limits = PrecedentProposer(), LimitsResource().proposal_limits()
+        proposer, limits = PrecedentProposer(), Limits().proposal_limits()
         email = OutboxEmail(outbox_dir=str(workdir / "outbox-loop"))
         settings = get_settings()
         with part("one-time: load the world, the embedding model, Chroma"):
@@ -358,7 +360,7 @@ def measure_loop(args, case_ids: list[str], world: Path, seeded: Path, endpoint:
             accepted = [repo.AcceptedEvent(parse_body(json.dumps(e)), e, None, None) for e in events]
             db.transact(lambda cur: repo.record_accepted(cur, accepted))
             for e in events:  # raw_case: one status move and audit row per dispute
-                db.transact(lambda cur, k=e["case_id"]: (repo.set_status(cur, k, Status.RUNNING, "raw_case"),
+                db.transact(lambda cur, k=e["case_id"]: (transition(cur, k, Status.RUNNING, "raw_case"),
                                                          repo.audit(cur, k, "raw_case", "materialized")))  # fmt: skip
         contexts = {}
         with part("enrich (CRM, billing, payments; 8 disputes at a time, as the asset)"):
@@ -369,7 +371,7 @@ def measure_loop(args, case_ids: list[str], world: Path, seeded: Path, endpoint:
                 contexts[key] = enriched
                 validation = enriched.verdict.model_dump(mode="json") | {"valid": enriched.verdict.valid}
                 db.transact(lambda cur, key=key, enriched=enriched, validation=validation: (
-                    repo.set_status(cur, key, Status.ENRICHED if enriched.verdict.valid else Status.INVALID, "enriched_context",
+                    transition(cur, key, Status.ENRICHED if enriched.verdict.valid else Status.INVALID, "enriched_context",
                                     customer_id=enriched.crm.case.customer_id, dispute_type=enriched.crm.case.dispute_type,
                                     segment=enriched.crm.account.segment.value, disputed_amount=enriched.crm.case.amount,
                                     currency=enriched.crm.case.currency,
@@ -390,9 +392,8 @@ def measure_loop(args, case_ids: list[str], world: Path, seeded: Path, endpoint:
             document = outcome.proposal.model_dump(mode="json")
             with part("postgres writes"):
                 version = db.transact(lambda cur, key=key, document=document, outcome=outcome: (
-                    v := repo.save_proposal(cur, key, document, status=Status.PENDING_REVIEW, run_id=None),
-                    repo.set_status(cur, key, Status.PENDING_REVIEW, "ai_proposal", resolution_proposal=document | {"version": v},
-                                    proposal_version=v),
+                    v := save_proposal(cur, key, document, status=Status.PENDING_REVIEW, allowed_from=PROPOSAL_MAY_RUN,
+                                       reason=None, run_id=None),
                     repo.add_cost(cur, key, f"llm:{outcome.proposal.model}", outcome.proposal.cost_usd, llm=True),
                     repo.audit(cur, key, "ai_proposal", "proposed", {"version": v}),
                 )[0])  # fmt: skip

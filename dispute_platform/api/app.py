@@ -1,8 +1,9 @@
 """The decision endpoint (FastAPI): reviewers read pending proposals and decide.
 
-Every route but /health needs a bearer token; the token names the reviewer, and that name is what
-is recorded (a `reviewer_name` in the body is ignored). Answers: 401 bad or missing token, 404
-unknown dispute, 409 not pending / stale version / already decided, 422 a body that does not hold.
+Every route but /health needs a bearer token; the token names the reviewer record, and that record
+is what is recorded (a `reviewer_name` in the body is ignored). Answers: 401 bad, missing or revoked
+token, 404 unknown dispute, 409 not pending / stale version / already decided, 422 a body that does
+not hold. A reviewer who prefers the Dagster launchpad asks here for a single-use decision ticket.
 """
 
 
@@ -21,9 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from dispute_platform import __version__
 from dispute_platform.domain.models import CASE_ID_PATTERN, CleanText, ModifiedResolution
 from dispute_platform.domain.review import DecisionRefused
+from dispute_platform.resources.limits import Limits
 from dispute_platform.store import repo
+from dispute_platform.store import reviewers as reviewer_store
 from dispute_platform.store.db import Database
-from dispute_platform.workflow.review import record_decision, resolve_case_id
+from dispute_platform.store.executions import executions_for
+from dispute_platform.store.reviewers import Reviewer
+from dispute_platform.workflow.review import issue_decision_ticket, record_decision, resolve_case_id
 
 CaseIdPath = Annotated[str, Path(pattern=CASE_ID_PATTERN)]
 _bearer = HTTPBearer(auto_error=False)
@@ -43,6 +48,22 @@ class DecisionBody(BaseModel):
     comments: Annotated[CleanText, StringConstraints(max_length=5000)] = ""
     modified_resolution: ModifiedResolution | None = None
     proposal_version: int = Field(ge=1, le=1_000_000, description="The proposal version this decision answers.")
+
+
+class TicketBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    case_id: Annotated[str, StringConstraints(pattern=CASE_ID_PATTERN)]
+    proposal_version: int = Field(ge=1, le=1_000_000, description="The proposal version the launchpad decision answers.")
+
+
+class TicketAnswer(BaseModel):
+    ticket: str
+    case_id: str
+    proposal_version: int
+    reviewer: str
+    expires_at: str
+    launchpad_config: str
 
 
 class DecisionAnswer(BaseModel):
@@ -82,7 +103,7 @@ def _jsonable(row: dict | None) -> dict[str, Any] | None:
     return out
 
 
-def create_app(db: Database, *, four_eyes_threshold: Decimal, queue_ping: Any = None) -> FastAPI:
+def create_app(db: Database, *, limits: Limits, queue_ping: Any = None) -> FastAPI:
     app = FastAPI(
         title="dispute_platform decision endpoint",
         version=__version__,
@@ -90,15 +111,15 @@ def create_app(db: Database, *, four_eyes_threshold: Decimal, queue_ping: Any = 
         "(tokens come from `dispute-platform reviewer add NAME`).",
     )
 
-    def reviewer(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
+    def reviewer(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Reviewer:
         if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
             raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-        name = db.transact(lambda cur: repo.reviewer_for_token(cur, credentials.credentials))
-        if name is None:
-            raise HTTPException(401, "unknown or disabled reviewer token", headers={"WWW-Authenticate": "Bearer"})
-        return name
+        found = db.transact(lambda cur: reviewer_store.reviewer_for_token(cur, credentials.credentials))
+        if found is None:
+            raise HTTPException(401, "unknown or revoked reviewer token", headers={"WWW-Authenticate": "Bearer"})
+        return found
 
-    Reviewer = Annotated[str, Depends(reviewer)]
+    Authenticated = Annotated[Reviewer, Depends(reviewer)]
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -124,7 +145,7 @@ def create_app(db: Database, *, four_eyes_threshold: Decimal, queue_ping: Any = 
         )
 
     @app.get("/human-review/pending", tags=["review"])
-    def pending(_: Reviewer) -> dict[str, Any]:
+    def pending(_: Authenticated) -> dict[str, Any]:
         rows = db.transact(repo.pending_reviews)
         items = []
         for row in rows:
@@ -135,7 +156,7 @@ def create_app(db: Database, *, four_eyes_threshold: Decimal, queue_ping: Any = 
         return {"count": len(items), "pending": items}
 
     @app.post("/human-review/decision", tags=["review"], response_model=DecisionAnswer)
-    def decide(body: DecisionBody, who: Reviewer) -> DecisionAnswer:
+    def decide(body: DecisionBody, who: Authenticated) -> DecisionAnswer:
         case_id = resolve_case_id(db, body.case_id, str(body.run_id) if body.run_id else None)
         recorded = record_decision(
             db,
@@ -146,7 +167,7 @@ def create_app(db: Database, *, four_eyes_threshold: Decimal, queue_ping: Any = 
             proposal_version=body.proposal_version,
             modified=body.modified_resolution,
             source="api",
-            four_eyes_threshold=four_eyes_threshold,
+            limits=limits,
         )
         outcome = recorded.outcome
         message = (
@@ -163,8 +184,27 @@ def create_app(db: Database, *, four_eyes_threshold: Decimal, queue_ping: Any = 
             dispute_status=outcome.new_status.value,
             effective_action=outcome.effective_action,
             effective_amount=outcome.effective_amount,
-            reviewer=who,
+            reviewer=who.name,
             message=message,
+        )
+
+    @app.post("/human-review/tickets", tags=["review"], response_model=TicketAnswer)
+    def ticket(body: TicketBody, who: Authenticated) -> TicketAnswer:
+        """A single-use, short-lived ticket for deciding one dispute's current proposal in the Dagster
+        launchpad (materialise review_decision for that partition with the ticket in its config)."""
+        issued = issue_decision_ticket(db, who, body.case_id, body.proposal_version, limits, via="api")
+        config = (
+            "ops:\n  review_decision:\n    config:\n"
+            f"      ticket: {issued.ticket}\n      decision: approved   # or rejected | modified\n"
+            f"      proposal_version: {issued.proposal_version}\n      comments: ''\n"
+        )
+        return TicketAnswer(
+            ticket=issued.ticket,
+            case_id=issued.case_id,
+            proposal_version=issued.proposal_version,
+            reviewer=who.name,
+            expires_at=issued.expires_at.isoformat(),
+            launchpad_config=config,
         )
 
     def _state_by_run(run_id: str) -> dict:
@@ -187,7 +227,7 @@ def create_app(db: Database, *, four_eyes_threshold: Decimal, queue_ping: Any = 
         return [_jsonable(r) for r in db.transact(lambda cur: repo.audit_trail(cur, case_id))]
 
     @app.get("/workflow/{run_id}/status", tags=["disputes"])
-    def workflow_status(run_id: str, _: Reviewer) -> dict[str, Any]:
+    def workflow_status(run_id: str, _: Authenticated) -> dict[str, Any]:
         state = _state_by_run(run_id)
         return {
             "run_id": str(state["run_id"]),
@@ -202,7 +242,7 @@ def create_app(db: Database, *, four_eyes_threshold: Decimal, queue_ping: Any = 
         }
 
     @app.get("/disputes/{case_id}", tags=["disputes"])
-    def dispute(case_id: CaseIdPath, _: Reviewer) -> dict[str, Any]:
+    def dispute(case_id: CaseIdPath, _: Authenticated) -> dict[str, Any]:
         state = _state_by_case(case_id)
         proposal = db.transact(lambda cur: repo.latest_proposal(cur, case_id))
         return {
@@ -217,8 +257,8 @@ def create_app(db: Database, *, four_eyes_threshold: Decimal, queue_ping: Any = 
             "currency": state["currency"],
             "validation": state["validation"],
             "proposal": _jsonable(proposal),
-            "decisions": [_jsonable(d) for d in db.transact(lambda cur: repo.decisions_for(cur, case_id))],
-            "executions": [_jsonable(e) for e in db.transact(lambda cur: repo.executions_for(cur, case_id))],
+            "decisions": [_jsonable(d) for d in db.transact(lambda cur: reviewer_store.decisions_for(cur, case_id))],
+            "executions": [_jsonable(e) for e in db.transact(lambda cur: executions_for(cur, case_id))],
             "final_resolution": state["final_resolution"],
             "steps": _steps(case_id),
         }
@@ -254,11 +294,11 @@ def create_app(db: Database, *, four_eyes_threshold: Decimal, queue_ping: Any = 
         }
 
     @app.get("/costs/workflow/{run_id}", tags=["costs"])
-    def costs_workflow(run_id: str, _: Reviewer) -> dict[str, Any]:
+    def costs_workflow(run_id: str, _: Authenticated) -> dict[str, Any]:
         return _costs([_state_by_run(run_id)])
 
     @app.get("/costs/case/{case_id}", tags=["costs"])
-    def costs_case(case_id: CaseIdPath, _: Reviewer) -> dict[str, Any]:
+    def costs_case(case_id: CaseIdPath, _: Authenticated) -> dict[str, Any]:
         return {"case_id": case_id, **_costs([_state_by_case(case_id)])}
 
     return app
@@ -279,6 +319,6 @@ def app_from_environment() -> FastAPI:
         queue_ping = sqs.approximate_depth
     return create_app(
         Database(os.environ["DATABASE_URL"]),
-        four_eyes_threshold=settings.escalation_threshold_usd,
+        limits=Limits.from_settings(settings),
         queue_ping=queue_ping,
     )

@@ -29,7 +29,9 @@ from dispute_platform.domain.models import DisputeEvent, EnrichedContext
 from dispute_platform.domain.states import INTAKE_MAY_RUN, PROPOSAL_MAY_REGENERATE, PROPOSAL_MAY_RUN, Status
 from dispute_platform.partitions import disputes_partitions
 from dispute_platform.resources.email import EmailSender
-from dispute_platform.resources.limits import LimitsResource
+from dispute_platform.resources.limits import Limits
+from dispute_platform.store.proposals import save_proposal
+from dispute_platform.store.transitions import transition
 from dispute_platform.resources.llm import ProposalProvider
 from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.resources.providers import BillingProvider, CRMProvider, PaymentsProvider
@@ -69,8 +71,8 @@ def raw_case(context: AssetExecutionContext, postgres: PostgresResource) -> Mate
         states = repo.workflow_states(cur, keys)
         for key in events:
             if key in states and states[key]["status"] in INTAKE_MAY_RUN:
-                repo.set_status(cur, key, Status.RUNNING, "raw_case")
-                repo.audit(cur, key, "raw_case", "materialized", run_id=context.run_id)
+                if transition(cur, key, Status.RUNNING, "raw_case", run_id=context.run_id):
+                    repo.audit(cur, key, "raw_case", "materialized", run_id=context.run_id)
         return events, states
 
     events, states = postgres.db.transact(load)
@@ -157,17 +159,17 @@ def enriched_context(
             failures[key] = reason
             counts["failed"] += 1
             db.transact(lambda cur, key=key, reason=reason: (
-                repo.set_status(cur, key, Status.FETCH_FAILED, "enriched_context", reason),
-                repo.audit(cur, key, "enriched_context", "fetch_failed", {"error": reason}, run_id=context.run_id),
+                transition(cur, key, Status.FETCH_FAILED, "enriched_context", reason, run_id=context.run_id)
+                and repo.audit(cur, key, "enriched_context", "fetch_failed", {"error": reason}, run_id=context.run_id),
             ))  # fmt: skip
             context.add_asset_metadata({"status": "fetch failed", "error": reason}, partition_key=key)
             continue
         if isinstance(result, CaseMissing):
             counts["invalid"] += 1
             db.transact(lambda cur, key=key, result=result: (
-                repo.set_status(cur, key, Status.INVALID, "enriched_context", result.reason,
-                                validation={"valid": False, "issues": [{"code": "case_not_found", "message": result.reason}]}),
-                repo.audit(cur, key, "enriched_context", "invalid", {"reason": result.reason}, run_id=context.run_id),
+                transition(cur, key, Status.INVALID, "enriched_context", result.reason, run_id=context.run_id,
+                           validation={"valid": False, "issues": [{"code": "case_not_found", "message": result.reason}]})
+                and repo.audit(cur, key, "enriched_context", "invalid", {"reason": result.reason}, run_id=context.run_id),
             ))  # fmt: skip
             context.add_asset_metadata({"valid": False, "verdict": result.reason}, partition_key=key)
             continue
@@ -177,8 +179,9 @@ def enriched_context(
         counts["valid" if verdict.valid else "invalid"] += 1
         validation = verdict.model_dump(mode="json") | {"valid": verdict.valid}
         db.transact(lambda cur, key=key, enriched=enriched, status=status, validation=validation: (
-            repo.set_status(
+            transition(
                 cur, key, status, "enriched_context", None if enriched.verdict.valid else enriched.verdict.summary,
+                run_id=context.run_id,
                 customer_id=enriched.crm.case.customer_id,
                 dispute_type=enriched.crm.case.dispute_type,
                 segment=enriched.crm.account.segment.value,
@@ -189,8 +192,8 @@ def enriched_context(
                 payment_data=enriched.payments.model_dump(mode="json")
                 | {"relevant_charge_ids": [c.charge_id for c in enriched.relevant_charges]},
                 validation=validation,
-            ),
-            repo.audit(cur, key, "enriched_context", "valid" if enriched.verdict.valid else "invalid",
+            )
+            and repo.audit(cur, key, "enriched_context", "valid" if enriched.verdict.valid else "invalid",
                        {"issues": validation["issues"]}, run_id=context.run_id),
         ))  # fmt: skip
         context.add_asset_metadata(_context_metadata(enriched), partition_key=key)
@@ -267,7 +270,7 @@ def ai_proposal(
     postgres: PostgresResource,
     vectors: VectorStoreResource,
     proposer: ResourceParam[ProposalProvider],
-    limits: LimitsResource,
+    limits: ResourceParam[Limits],
     email: ResourceParam[EmailSender],
     sqs: SQSResource,
 ) -> MaterializeResult:
@@ -281,7 +284,7 @@ def ai_proposal(
     contexts = {k: load_context(states[k]) for k in todo}
     # One encoder call for the whole batch: far cheaper than one per dispute.
     vectors_by_key = dict(zip(todo, vectors.embedder.encode([query_text(contexts[k]) for k in todo]), strict=True))
-    totals = {"proposed": 0, "blocked": 0, "skipped": len(keys) - len(todo), "cost_usd": Decimal("0")}
+    totals = {"proposed": 0, "blocked": 0, "refused": 0, "skipped": len(keys) - len(todo), "cost_usd": Decimal("0")}
 
     def one(key: str) -> tuple[str, ProposalOutcome | Exception, float]:
         started = time.perf_counter()
@@ -302,8 +305,9 @@ def ai_proposal(
             reason = f"{outcome.__class__.__name__}: {outcome}"
             failures[key] = reason
             db.transact(lambda cur, key=key, reason=reason: (
-                repo.set_status(cur, key, Status.PROPOSAL_FAILED, "ai_proposal", reason),
-                repo.audit(cur, key, "ai_proposal", "failed", {"error": reason}, run_id=context.run_id),
+                transition(cur, key, Status.PROPOSAL_FAILED, "ai_proposal", reason, allowed_from=allowed,
+                           run_id=context.run_id)
+                and repo.audit(cur, key, "ai_proposal", "failed", {"error": reason}, run_id=context.run_id),
             ))  # fmt: skip
             context.add_asset_metadata({"status": "failed", "error": reason}, partition_key=key)
             continue
@@ -313,20 +317,27 @@ def ai_proposal(
         failed_caps = [c.name for c in outcome.caps if not c.passed]
         document = proposal.model_dump(mode="json")
 
-        def save(cur, key=key, document=document, status=status, proposal=proposal, failed_caps=failed_caps) -> int:
-            version = repo.save_proposal(cur, key, document, status=status, run_id=context.run_id)
+        def save(cur, key=key, document=document, status=status, proposal=proposal, failed_caps=failed_caps) -> int | None:
             reason = f"over cap: {', '.join(failed_caps)}" if failed_caps else None
             if reason is None and "model_failure" in proposal.flags:
                 reason = proposal.reasoning[:500]  # the model failed: the reviewer decides, and sees why
-            repo.set_status(cur, key, status, "ai_proposal", reason, resolution_proposal=document | {"version": version},
-                            proposal_version=version)  # fmt: skip
+            # The model was paid whether or not the proposal can still be saved.
             repo.add_cost(cur, key, f"llm:{proposal.model}", proposal.cost_usd, llm=True)
+            version = save_proposal(cur, key, document, status=status, allowed_from=allowed, reason=reason,
+                                    run_id=context.run_id)  # fmt: skip
+            if version is None:  # a decision (or more) happened since this batch read the dispute
+                return None
             repo.audit(cur, key, "ai_proposal", "blocked" if failed_caps else "proposed",
                        {"version": version, "action": proposal.action.value, "amount": str(proposal.amount),
                         "failed_caps": failed_caps}, run_id=context.run_id)  # fmt: skip
             return version
 
         version = db.transact(save)
+        if version is None:
+            totals["refused"] += 1
+            context.log.warning(f"{key}: not saved, the dispute moved on while its proposal was being made")
+            context.add_asset_metadata({"status": "not saved: the dispute moved on (see its audit trail)"}, partition_key=key)
+            continue
         if blocked:
             totals["blocked"] += 1
             context.log.warning(f"{key}: proposal v{version} is over a cap ({failed_caps}); it can not be executed")
@@ -382,14 +393,50 @@ class ModifiedResolutionConfig(Config):
 
 
 class ReviewDecisionConfig(Config):
-    """Leave `decision` empty to take the decision recorded in Postgres (the endpoint's way);
-    fill it in the launchpad to decide here. Both go through the same rules."""
+    """Leave `decision` empty to take the decision recorded in Postgres (the endpoint's way).
+    To decide here, in the launchpad, paste a decision ticket: the endpoint
+    (POST /human-review/tickets) or the review desk issues one to a signed-in reviewer for one
+    dispute's current proposal; it is valid for minutes and works once. Dagster keeps run config
+    in plain text, so a name or a reusable token here would prove nothing."""
 
     decision: str | None = Field(default=None, description="approved | rejected | modified")
-    reviewer: str | None = Field(default=None, description="Who decides (the launchpad user).")
+    ticket: str | None = Field(default=None, description="Single-use decision ticket (POST /human-review/tickets).")
+    reviewer: str | None = Field(default=None, description="Not accepted: the ticket says who decides.")
     comments: str = ""
-    proposal_version: int | None = Field(default=None, description="Defaults to the current proposal.")
+    proposal_version: int | None = Field(default=None, description="Defaults to the ticket's proposal version.")
     modified_resolution: ModifiedResolutionConfig | None = None
+
+
+def _launchpad_decision(context: AssetExecutionContext, config: ReviewDecisionConfig, db, limits: Limits, key: str) -> None:
+    from dispute_platform.domain.models import ModifiedResolution
+    from dispute_platform.domain.review import DecisionRefused
+    from dispute_platform.workflow.review import decide_with_ticket
+
+    def refuse(reason: str) -> Failure:
+        return Failure(description=f"launchpad decision refused for {key}: {reason}", allow_retries=False)
+
+    if config.reviewer:
+        raise refuse("`reviewer` is not accepted: paste a decision ticket (POST /human-review/tickets) in `ticket`")
+    if not config.ticket:
+        raise refuse("a launchpad decision needs `ticket`, issued to a signed-in reviewer by the endpoint or the desk")
+    modified = None
+    if config.modified_resolution:
+        try:
+            modified = ModifiedResolution(
+                action=config.modified_resolution.action,
+                amount=Decimal(str(config.modified_resolution.amount)),
+                reason=config.modified_resolution.reason,
+            )
+        except ValueError as exc:
+            raise refuse(f"modified_resolution does not hold: {exc}") from exc
+    try:
+        recorded = decide_with_ticket(
+            db, ticket=config.ticket, case_id=key, decision=config.decision or "", comments=config.comments,
+            proposal_version=config.proposal_version, modified=modified, limits=limits, run_id=context.run_id,
+        )  # fmt: skip
+    except DecisionRefused as refused:
+        raise refuse(f"({refused.status_code}) {refused.reason}") from refused
+    context.log.info(f"{key}: {config.decision} recorded for {recorded.reviewer.name} (ticket)")
 
 
 @asset(
@@ -398,47 +445,18 @@ class ReviewDecisionConfig(Config):
     group_name=GROUP,
     deps=[ai_proposal],
     kinds={"postgres"},
-    description="The human reviewer's decision on the proposal (from the decision endpoint, or given here "
-    "in the launchpad config), with who decided and what changed from the proposal.",
+    description="The human reviewer's decision on the proposal (from the decision endpoint or the desk, or given "
+    "here in the launchpad with a single-use decision ticket), with who decided and what changed from the proposal.",
 )
 def review_decision(
-    context: AssetExecutionContext, config: ReviewDecisionConfig, postgres: PostgresResource, limits: LimitsResource
+    context: AssetExecutionContext, config: ReviewDecisionConfig, postgres: PostgresResource, limits: ResourceParam[Limits]
 ) -> MaterializeResult:
-    from dispute_platform.domain.models import ModifiedResolution
-    from dispute_platform.domain.review import DecisionRefused
-    from dispute_platform.workflow.review import record_decision
-
     keys = list(context.partition_keys)
     db = postgres.db
-    if config.decision is not None:
-        if not config.reviewer:
-            raise Failure(description="a launchpad decision needs `reviewer`", allow_retries=False)
-        modified = (
-            ModifiedResolution(
-                action=config.modified_resolution.action,
-                amount=Decimal(str(config.modified_resolution.amount)),
-                reason=config.modified_resolution.reason,
-            )
-            if config.modified_resolution
-            else None
-        )
-        for key in keys:
-            try:
-                record_decision(
-                    db,
-                    case_id=key,
-                    decision=config.decision,
-                    reviewer=config.reviewer,
-                    comments=config.comments,
-                    proposal_version=config.proposal_version,
-                    modified=modified,
-                    source="launchpad",
-                    four_eyes_threshold=limits.escalation_threshold,
-                )
-            except DecisionRefused as refused:
-                raise Failure(
-                    description=f"decision refused for {key} ({refused.status_code}): {refused.reason}", allow_retries=False
-                ) from refused
+    if config.decision is not None or config.ticket is not None or config.reviewer is not None:
+        if len(keys) != 1:
+            raise Failure(description="a launchpad decision is for one dispute: select a single partition", allow_retries=False)
+        _launchpad_decision(context, config, db, limits, keys[0])
     states = db.transact(lambda cur: repo.workflow_states(cur, keys))
     for key in keys:
         state = states.get(key, {})
@@ -479,7 +497,7 @@ def executed_resolution(
     billing: ResourceParam[BillingProvider],
     crm: ResourceParam[CRMProvider],
     email: ResourceParam[EmailSender],
-    limits: LimitsResource,
+    limits: ResourceParam[Limits],
 ) -> MaterializeResult:
     from dispute_platform.resources.providers import RefundRefused
     from dispute_platform.workflow.execute import ExecutionRefused, execute_decision
@@ -490,7 +508,7 @@ def executed_resolution(
         try:
             result = execute_decision(
                 postgres.db, key, payments=payments, billing=billing, crm=crm, email=email, run_id=context.run_id,
-                caps=limits.proposal_limits().caps,
+                caps=limits.caps,
             )
         except ExecutionRefused as refused:
             context.add_asset_metadata({"status": "refused", "reason": str(refused)}, partition_key=key)

@@ -3,17 +3,29 @@ over-cap proposal up for review) and the blocking asset checks (which say so in 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
+from dispute_platform.domain.guardrails import GuardrailLimits
 from dispute_platform.domain.models import ResolutionProposal
+from dispute_platform.domain.prompt import PromptBudget
 
 
 class CapLimits(BaseModel):
     max_input_tokens: int = Field(default=2075, ge=1)
     max_output_tokens: int = Field(default=1000, ge=1)
     max_cost_usd: Decimal = Field(default=Decimal("0.001"), ge=0)
+
+
+@dataclass(frozen=True)
+class ProposalLimits:
+    """Everything that bounds one proposal: the prompt's budget, the caps, the guardrails."""
+
+    budget: PromptBudget = field(default_factory=PromptBudget)
+    caps: CapLimits = field(default_factory=CapLimits)
+    guardrails: GuardrailLimits = field(default_factory=GuardrailLimits)
 
 
 class CapResult(BaseModel):

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from dispute_platform.domain.facts import cents
+from dispute_platform.domain.money import DEFAULT_USD_RATES, above_threshold, usd_value
 from dispute_platform.domain.models import Action, DisputeType, EnrichedContext, ResolutionProposal
 
 ZERO = Decimal("0")
 
 
 class GuardrailLimits(BaseModel):
-    # POL-001 §4: above this a proposal is escalated, never refunded automatically.
+    # POL-001 §4: above this (in USD) a proposal is escalated, never refunded automatically.
     escalation_threshold: Decimal = Decimal("1000.00")
+    usd_rates: dict[str, Decimal] = Field(default_factory=lambda: dict(DEFAULT_USD_RATES))
 
 
 def apply_guardrails(
@@ -60,7 +62,9 @@ def apply_guardrails(
     if action.moves_money and case.dispute_type == DisputeType.UNAUTHORIZED:
         flags.append("unauthorized_requires_escalation")
         action = Action.ESCALATE
-    if action.moves_money and amount > limits.escalation_threshold:
+    if action.moves_money and above_threshold(amount, case.currency, limits.escalation_threshold, limits.usd_rates):
+        if usd_value(amount, case.currency, limits.usd_rates) is None:
+            flags.append(f"no_fx_rate:{case.currency}")
         flags.append("above_approval_threshold")
         action = Action.ESCALATE
     if action == Action.DENY:

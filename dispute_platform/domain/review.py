@@ -8,10 +8,13 @@ does not hold (a modified amount above the refundable limit, approving an escala
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
 from dispute_platform.domain.models import Action, ModifiedResolution
+from dispute_platform.domain.money import above_threshold, usd_value
 from dispute_platform.domain.states import AWAITING_DECISION, Status
 
 
@@ -33,10 +36,12 @@ class PendingDispute:
     proposed_amount: Decimal
     disputed_amount: Decimal
     refundable_amount: Decimal | None
+    currency: str = "USD"
 
 
 @dataclass(frozen=True)
 class PriorDecision:
+    reviewer_id: int
     reviewer: str
     decision: str
     effective_action: str
@@ -61,20 +66,25 @@ def _limit_for(action: Action, dispute: PendingDispute) -> Decimal:
 def evaluate_decision(
     *,
     decision: str,
+    reviewer_id: int,
     reviewer: str,
     proposal_version: int,
     modified: ModifiedResolution | None,
     dispute: PendingDispute,
     prior: list[PriorDecision],
-    four_eyes_threshold: Decimal,
+    four_eyes_threshold_usd: Decimal,
+    usd_rates: Mapping[str, Decimal],
 ) -> DecisionOutcome:
+    """Whether `reviewer` (a reviewer record: two records are two people) may decide, and what the
+    decision means. Four-eyes compares the USD value of the amount with the threshold; an amount in
+    a currency without a rate always needs two reviewers."""
     if dispute.status not in AWAITING_DECISION:
         raise DecisionRefused(409, f"dispute {dispute.case_id} is {dispute.status}, not pending review")
     if proposal_version != dispute.proposal_version:
         raise DecisionRefused(
             409, f"proposal version {proposal_version} is stale: the current proposal is version {dispute.proposal_version}"
         )
-    if any(p.reviewer == reviewer for p in prior):
+    if any(p.reviewer_id == reviewer_id for p in prior):
         raise DecisionRefused(409, f"{reviewer} has already decided version {proposal_version} of {dispute.case_id}")
     if prior and dispute.status != Status.AWAITING_SECOND_REVIEW:
         raise DecisionRefused(409, f"a decision on version {proposal_version} of {dispute.case_id} already exists")
@@ -83,6 +93,8 @@ def evaluate_decision(
         raise DecisionRefused(422, "modified_resolution is only allowed with decision 'modified'")
 
     if dispute.status == Status.AWAITING_SECOND_REVIEW:
+        if not prior:
+            raise DecisionRefused(409, f"{dispute.case_id} waits for a second review but has no first decision on record")
         first = prior[0]
         if decision == "modified":
             raise DecisionRefused(
@@ -128,6 +140,27 @@ def evaluate_decision(
         }
 
     # Four-eyes: a decision that moves more than the threshold needs a second, different reviewer.
-    if action.moves_money and amount > four_eyes_threshold:
+    if action.moves_money and above_threshold(amount, dispute.currency, four_eyes_threshold_usd, usd_rates):
+        if usd_value(amount, dispute.currency, usd_rates) is None:
+            changed = changed | {"four_eyes": f"no USD rate for {dispute.currency}: two reviewers decide"}
         return DecisionOutcome(action.value, amount, False, Status.AWAITING_SECOND_REVIEW, changed)
     return DecisionOutcome(action.value, amount, True, Status.DECIDED, changed)
+
+
+# Reviewer names: printable ASCII, so that two names cannot look alike in another script, and
+# unique whatever their case (the database enforces lower(name) unique).
+_REVIEWER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@+-]{0,63}")
+SYSTEM_REVIEWERS = frozenset({"auto-policy"})
+
+
+def check_reviewer_name(name: str) -> str:
+    """The name to store, or ValueError saying what a name may be."""
+    cleaned = name.strip()
+    if not _REVIEWER_NAME.fullmatch(cleaned) or "  " in cleaned:
+        raise ValueError(
+            f"{name!r} is not a reviewer name: 1 to 64 characters of letters, digits, space and ._@+- "
+            "(ASCII), starting with a letter or digit"
+        )
+    if cleaned.lower() in SYSTEM_REVIEWERS:
+        raise ValueError(f"{cleaned!r} is reserved for a platform lane")
+    return cleaned

@@ -195,16 +195,10 @@ def make_provider(name: str) -> Any:
 
 def proposal_limits() -> Any:
     """The same caps and budgets the platform runs with (its settings)."""
-    from dispute_platform.resources.limits import LimitsResource
+    from dispute_platform.resources.limits import Limits
     from dispute_platform.settings import get_settings
 
-    settings = get_settings()
-    return LimitsResource(
-        max_input_tokens=settings.max_input_tokens,
-        max_output_tokens=settings.max_output_tokens,
-        max_cost_usd=str(settings.max_cost_per_dispute_usd),
-        escalation_threshold_usd=str(settings.escalation_threshold_usd),
-    ).proposal_limits()
+    return Limits.from_settings(get_settings()).proposal_limits()
 
 
 @contextmanager

@@ -1,32 +1,65 @@
-"""The per-dispute caps and budgets as one resource, so the asset, its checks and the review
-path read the same numbers (and the UI shows them)."""
+"""The per-dispute caps, budgets and decision thresholds as one object, so the asset, its checks,
+the review path and the endpoint read the same numbers.
+
+It is deliberately NOT a ConfigurableResource: Dagster lets run config (the launchpad) override a
+configurable resource's fields, and a limit that a launchpad user can raise is no limit. Limits
+are deployment settings (the environment), bound to the definitions as a plain object.
+"""
 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-from dagster import ConfigurableResource
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from dispute_platform.domain.caps import CapLimits
+from dispute_platform.domain.caps import CapLimits, ProposalLimits
 from dispute_platform.domain.guardrails import GuardrailLimits
+from dispute_platform.domain.money import DEFAULT_USD_RATES
 from dispute_platform.domain.prompt import PromptBudget
-from dispute_platform.workflow.propose import ProposalLimits
+
+if TYPE_CHECKING:
+    from dispute_platform.settings import Settings
 
 
-class LimitsResource(ConfigurableResource):
+class Limits(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     max_input_tokens: int = Field(default=2075, ge=200)
     max_output_tokens: int = Field(default=1000, ge=16)
-    max_cost_usd: str = Field(default="0.001", description="Decimal as text: no float rounding of money.")
-    escalation_threshold_usd: str = "1000.00"
+    max_cost_usd: Decimal = Decimal("0.001")
+    escalation_threshold_usd: Decimal = Decimal("1000.00")
+    usd_rates: dict[str, Decimal] = Field(default_factory=lambda: dict(DEFAULT_USD_RATES))
     similar_cases_tokens: int = 300
     policies_tokens: int = 450
     charges_tokens: int = 125
     description_tokens: int | None = None
+    decision_ticket_ttl_seconds: int = Field(default=900, ge=30)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            max_input_tokens=settings.max_input_tokens,
+            max_output_tokens=settings.max_output_tokens,
+            max_cost_usd=settings.max_cost_per_dispute_usd,
+            escalation_threshold_usd=settings.escalation_threshold_usd,
+            usd_rates=settings.usd_rates,
+            similar_cases_tokens=settings.prompt_similar_cases_tokens,
+            policies_tokens=settings.prompt_policies_tokens,
+            charges_tokens=settings.prompt_charges_tokens,
+            description_tokens=settings.prompt_description_tokens,
+            decision_ticket_ttl_seconds=settings.decision_ticket_ttl_seconds,
+        )
 
     @property
     def escalation_threshold(self) -> Decimal:
-        return Decimal(self.escalation_threshold_usd)
+        return self.escalation_threshold_usd
+
+    @property
+    def caps(self) -> CapLimits:
+        return CapLimits(
+            max_input_tokens=self.max_input_tokens, max_output_tokens=self.max_output_tokens, max_cost_usd=self.max_cost_usd
+        )
 
     def proposal_limits(self) -> ProposalLimits:
         return ProposalLimits(
@@ -38,10 +71,6 @@ class LimitsResource(ConfigurableResource):
                 charges_tokens=self.charges_tokens,
                 description_tokens=self.description_tokens,
             ),
-            caps=CapLimits(
-                max_input_tokens=self.max_input_tokens,
-                max_output_tokens=self.max_output_tokens,
-                max_cost_usd=Decimal(self.max_cost_usd),
-            ),
-            guardrails=GuardrailLimits(escalation_threshold=self.escalation_threshold),
+            caps=self.caps,
+            guardrails=GuardrailLimits(escalation_threshold=self.escalation_threshold_usd, usd_rates=self.usd_rates),
         )

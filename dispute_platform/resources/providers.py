@@ -2,13 +2,17 @@
 
 The sandbox implementations serve a bundled, deterministic world (domain/world.py) and keep the
 refunds and credits the platform makes in their own state (sandbox_* tables), like a real
-provider would: an idempotency key that was seen before returns the original receipt.
-Real connectors (Salesforce, Zuora, Stripe) implement the same protocols.
+provider would: an idempotency key seen within the last `idempotency_ttl_hours` (Stripe and
+Zuora keep theirs about 24 h) returns the original receipt; after that the key is forgotten and a
+repeated call moves money again. That is why execution never relies on keys alone: before any
+call it asks the provider what already exists for the dispute (`find_refunds`, `find_credits`:
+our case id travels with every movement). Real connectors (Salesforce, Zuora, Stripe) implement
+the same protocols.
 """
 
 from __future__ import annotations
 
-import hashlib
+import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cached_property
@@ -57,8 +61,12 @@ class BillingProvider(Protocol):
     def fetch_billing(self, customer_id: str) -> BillingRecord: ...
 
     def issue_credit(
-        self, customer_id: str, amount: Decimal, currency: str, idempotency_key: str, reason: str
+        self, customer_id: str, amount: Decimal, currency: str, idempotency_key: str, reason: str, *, case_id: str
     ) -> MoneyReceipt: ...
+
+    def find_credits(self, customer_id: str, case_id: str) -> list[MoneyReceipt]:
+        """Credits on the account that carry our case id (whatever key they were made with)."""
+        ...
 
 
 @runtime_checkable
@@ -66,17 +74,22 @@ class PaymentsProvider(Protocol):
     def fetch_payments(self, customer_id: str) -> PaymentRecord: ...
 
     def refund(
-        self, charge_id: str, amount: Decimal, currency: str, idempotency_key: str, reason: str
+        self, charge_id: str, amount: Decimal, currency: str, idempotency_key: str, reason: str, *, case_id: str
     ) -> MoneyReceipt: ...
 
+    def find_refunds(self, charge_id: str, case_id: str) -> list[MoneyReceipt]:
+        """Refunds on the charge that carry our case id (whatever key they were made with)."""
+        ...
 
-def _reference(prefix: str, idempotency_key: str) -> str:
-    return f"{prefix}_{hashlib.sha256(idempotency_key.encode()).hexdigest()[:20]}"
+
+def _reference(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:20]}"
 
 
 class _SandboxBase(ConfigurableResource):
     sandbox_data: str | None = None
     postgres: PostgresResource
+    idempotency_ttl_hours: float = 24.0
 
     @cached_property
     def world(self) -> SandboxWorld:
@@ -104,31 +117,32 @@ class SandboxBilling(_SandboxBase):
         )
 
     def issue_credit(
-        self, customer_id: str, amount: Decimal, currency: str, idempotency_key: str, reason: str
+        self, customer_id: str, amount: Decimal, currency: str, idempotency_key: str, reason: str, *, case_id: str
     ) -> MoneyReceipt:
         if customer_id not in self.world.accounts_by_id:
             raise RefundRefused(f"no billing account {customer_id}")
-        reference = _reference("cr", idempotency_key)
+        if amount <= 0:
+            raise RefundRefused("credit amount must be positive")
 
         def write(cur) -> MoneyReceipt:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("sandbox-key:" + idempotency_key,))
+            existing = _remembered(cur, "sandbox_credits", idempotency_key, self.idempotency_ttl_hours)
+            if existing is not None:
+                return _credit_receipt(existing, replayed=True)
             cur.execute(
-                """INSERT INTO sandbox_credits (credit_id, customer_id, amount, currency, idempotency_key, reason)
-                   VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING RETURNING credit_id""",
-                (reference, customer_id, amount, currency, idempotency_key, reason),
+                """INSERT INTO sandbox_credits (credit_id, customer_id, amount, currency, idempotency_key, reason, case_id)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING *""",
+                (_reference("cr"), customer_id, amount, currency, idempotency_key, reason, case_id),
             )
-            created = cur.fetchone() is not None
-            cur.execute("SELECT * FROM sandbox_credits WHERE idempotency_key = %s", (idempotency_key,))
-            row = cur.fetchone()
-            return MoneyReceipt(
-                kind="credit",
-                reference=row["credit_id"],
-                amount=row["amount"],
-                currency=row["currency"],
-                idempotency_key=idempotency_key,
-                replayed=not created,
-            )
+            return _credit_receipt(cur.fetchone(), replayed=False)
 
         return self.postgres.db.transact(write)
+
+    def find_credits(self, customer_id: str, case_id: str) -> list[MoneyReceipt]:
+        rows = self.postgres.db.fetch_all(
+            "SELECT * FROM sandbox_credits WHERE customer_id = %s AND case_id = %s ORDER BY created_at", (customer_id, case_id)
+        )
+        return [_credit_receipt(row, replayed=True) for row in rows]
 
 
 class SandboxPayments(_SandboxBase):
@@ -157,8 +171,14 @@ class SandboxPayments(_SandboxBase):
             disputes=self.world.disputes_for(set(ids)),
         )
 
+    def find_refunds(self, charge_id: str, case_id: str) -> list[MoneyReceipt]:
+        rows = self.postgres.db.fetch_all(
+            "SELECT * FROM sandbox_refunds WHERE charge_id = %s AND case_id = %s ORDER BY created_at", (charge_id, case_id)
+        )
+        return [_refund_receipt(row, replayed=True) for row in rows]
+
     def refund(
-        self, charge_id: str, amount: Decimal, currency: str, idempotency_key: str, reason: str
+        self, charge_id: str, amount: Decimal, currency: str, idempotency_key: str, reason: str, *, case_id: str
     ) -> MoneyReceipt:
         charge: Charge | None = self.world.charges_by_id.get(charge_id)
         if charge is None:
@@ -167,39 +187,50 @@ class SandboxPayments(_SandboxBase):
             raise RefundRefused(f"refund in {currency} on a {charge.currency} charge")
         if amount <= 0:
             raise RefundRefused("refund amount must be positive")
-        reference = _reference("re", idempotency_key)
 
         def write(cur) -> MoneyReceipt:
             # Lock the charge's refunds so that two concurrent refunds cannot both pass the
             # refundable check (what Stripe does on its side).
             cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (charge_id,))
-            cur.execute("SELECT * FROM sandbox_refunds WHERE idempotency_key = %s", (idempotency_key,))
-            existing = cur.fetchone()
+            existing = _remembered(cur, "sandbox_refunds", idempotency_key, self.idempotency_ttl_hours)
             if existing is not None:
                 if existing["charge_id"] != charge_id or existing["amount"] != amount:
                     raise RefundRefused(
                         f"idempotency key {idempotency_key} was used for a different refund "
                         f"({existing['amount']} on {existing['charge_id']})"
                     )
-                return MoneyReceipt(
-                    kind="refund",
-                    reference=existing["refund_id"],
-                    amount=existing["amount"],
-                    currency=existing["currency"],
-                    idempotency_key=idempotency_key,
-                    replayed=True,
-                )
+                return _refund_receipt(existing, replayed=True)
             cur.execute("SELECT COALESCE(SUM(amount), 0) AS s FROM sandbox_refunds WHERE charge_id = %s", (charge_id,))
             remaining = charge.refundable - cur.fetchone()["s"]
             if amount > remaining:
                 raise RefundRefused(f"refund {amount} exceeds the {remaining} still refundable on {charge_id}")
             cur.execute(
-                """INSERT INTO sandbox_refunds (refund_id, charge_id, customer_id, amount, currency, idempotency_key, reason, created_at)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
-                (reference, charge_id, charge.customer_id, amount, currency, idempotency_key, reason, datetime.now(UTC)),
-            )
-            return MoneyReceipt(
-                kind="refund", reference=reference, amount=amount, currency=currency, idempotency_key=idempotency_key
-            )
+                """INSERT INTO sandbox_refunds (refund_id, charge_id, customer_id, amount, currency, idempotency_key, reason,
+                                                created_at, case_id)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
+                (_reference("re"), charge_id, charge.customer_id, amount, currency, idempotency_key, reason,
+                 datetime.now(UTC), case_id),
+            )  # fmt: skip
+            return _refund_receipt(cur.fetchone(), replayed=False)
 
         return self.postgres.db.transact(write)
+
+
+def _remembered(cur, table: str, idempotency_key: str, ttl_hours: float) -> dict | None:
+    """The movement made with this key, if the provider still remembers the key."""
+    cur.execute(
+        f"SELECT * FROM {table} WHERE idempotency_key = %s AND created_at > now() - make_interval(secs => %s) "  # noqa: S608 - fixed table names
+        "ORDER BY created_at DESC LIMIT 1",
+        (idempotency_key, ttl_hours * 3600),
+    )
+    return cur.fetchone()
+
+
+def _refund_receipt(row: dict, *, replayed: bool) -> MoneyReceipt:
+    return MoneyReceipt(kind="refund", reference=row["refund_id"], amount=row["amount"], currency=row["currency"],
+                        idempotency_key=row["idempotency_key"], replayed=replayed)  # fmt: skip
+
+
+def _credit_receipt(row: dict, *, replayed: bool) -> MoneyReceipt:
+    return MoneyReceipt(kind="credit", reference=row["credit_id"], amount=row["amount"], currency=row["currency"],
+                        idempotency_key=row["idempotency_key"], replayed=replayed)  # fmt: skip

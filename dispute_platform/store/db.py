@@ -16,12 +16,17 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extras
 import psycopg2.pool
 
 SCHEMA = "dispute_platform"
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+class LockBusy(RuntimeError):
+    """Another process holds a session lock longer than the caller would wait (retry later)."""
+
 
 # Errors that mean "the connection is gone", not "your SQL is wrong".
 _CONNECTION_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError)
@@ -100,6 +105,42 @@ class Database:
                 waited += delay
                 delay = min(delay * 2, 5.0)
         raise AssertionError("unreachable")
+
+    def _connect_patiently(self, max_wait: float = 30.0) -> Any:
+        """A dedicated connection, waiting out a server restart like `transact` does."""
+        delay, waited = 0.25, 0.0
+        while True:
+            try:
+                return psycopg2.connect(self.url, connect_timeout=10, application_name="dispute_platform-lock")
+            except psycopg2.OperationalError as exc:
+                if waited >= max_wait:
+                    raise
+                log.warning("database unreachable (%s); connecting again in %.2fs", exc.__class__.__name__, delay)
+                time.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 5.0)
+
+    @contextmanager
+    def session_lock(self, name: str, *, wait_seconds: float = 300.0) -> Iterator[None]:
+        """Hold an advisory lock on `name` for the block, on a dedicated connection (not the
+        pool's): when the process dies, its connection goes and the server releases the lock, so
+        a crashed holder never strands it. Waits up to `wait_seconds` for another holder. (A server
+        restart drops the lock with every session; the database's own constraints still hold.)"""
+        conn = self._connect_patiently()
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("SET lock_timeout = %s", (f"{int(wait_seconds * 1000)}ms",))
+                try:
+                    cur.execute("SELECT pg_advisory_lock(hashtext(%s))", (name,))
+                except psycopg2.errors.LockNotAvailable as exc:
+                    raise LockBusy(f"{name} is held by another process for more than {wait_seconds:g}s") from exc
+            yield
+        finally:
+            try:
+                conn.close()  # closing the session releases its advisory locks
+            except psycopg2.Error:
+                pass
 
     def fetch_all(self, sql: str, params: Any = None) -> list[dict]:
         return self.transact(lambda cur: (cur.execute(sql, params), cur.fetchall())[1])

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from psycopg2.extras import Json
-
 from dispute_platform.domain.models import DisputeEvent
+from dispute_platform.store.audit import audit, audit_trail, jsonb  # noqa: F401 - re-exported
 
 # Fixed namespace: a case's workflow id (run_id) is the same on every machine and every retry.
 WORKFLOW_NAMESPACE = uuid.UUID("5f1b7c1e-6a53-4c8e-9d0b-2f1f0e0d5a11")
@@ -24,30 +23,6 @@ WORKFLOW_NAMESPACE = uuid.UUID("5f1b7c1e-6a53-4c8e-9d0b-2f1f0e0d5a11")
 
 def workflow_run_id(case_id: str) -> str:
     return str(uuid.uuid5(WORKFLOW_NAMESPACE, case_id))
-
-
-def _json(value: Any) -> Json:
-    return Json(value, dumps=lambda v: json.dumps(v, default=str))
-
-
-# --- audit ---------------------------------------------------------------------------------
-
-
-def audit(
-    cur, case_id: str, step: str, event: str, details: dict | None = None, *, actor: str = "system", run_id: str | None = None
-) -> None:
-    cur.execute(
-        "INSERT INTO audit_log (case_id, step, event, actor, details, dagster_run_id) VALUES (%s, %s, %s, %s, %s, %s)",
-        (case_id, step, event, actor, _json(details or {}), run_id),
-    )
-
-
-def audit_trail(cur, case_id: str) -> list[dict]:
-    cur.execute(
-        "SELECT id, step, event, actor, details, dagster_run_id, created_at FROM audit_log WHERE case_id = %s ORDER BY id",
-        (case_id,),
-    )
-    return cur.fetchall()
 
 
 # --- intake --------------------------------------------------------------------------------
@@ -84,7 +59,7 @@ def record_accepted(cur, accepted: Sequence[AcceptedEvent]) -> list[str]:
                 event.case_id,
                 event.effective_event_id(),
                 event.customer_id,
-                _json(item.body),
+                jsonb(item.body),
                 item.message_id,
                 item.source_queue,
             ),
@@ -167,40 +142,6 @@ def events_for(cur, case_ids: Sequence[str]) -> dict[str, dict]:
 # --- workflow state ------------------------------------------------------------------------
 
 
-def set_status(
-    cur,
-    case_id: str,
-    status: str,
-    step: str,
-    reason: str | None = None,
-    *,
-    completed: bool = False,
-    **columns: Any,
-) -> None:
-    """Move a dispute to `status` at `step`, optionally writing more workflow_states columns."""
-    allowed = {
-        "customer_id", "dispute_type", "segment", "disputed_amount", "currency", "crm_data", "billing_data",
-        "payment_data", "validation", "resolution_proposal", "proposal_version", "human_review_data",
-        "final_resolution",
-    }  # fmt: skip
-    unknown = set(columns) - allowed
-    if unknown:
-        raise ValueError(f"not workflow_states columns: {sorted(unknown)}")
-    assignments = ["status = %s", "current_step = %s", "status_reason = %s", "updated_at = now()"]
-    values: list[Any] = [status, step, reason]
-    for name, value in columns.items():
-        assignments.append(f"{name} = %s")  # names come from the allow-list above, never from input
-        values.append(_json(value) if isinstance(value, dict | list) else value)
-    if completed:
-        assignments.append("completed_at = now()")
-    cur.execute(
-        f"UPDATE workflow_states SET {', '.join(assignments)} WHERE case_id = %s",
-        (*values, case_id),
-    )
-    if cur.rowcount != 1:
-        raise LookupError(f"no workflow state for case {case_id}")
-
-
 def workflow_state(cur, case_id: str) -> dict | None:
     cur.execute("SELECT * FROM workflow_states WHERE case_id = %s", (case_id,))
     return cur.fetchone()
@@ -231,30 +172,6 @@ def status_counts(cur) -> dict[str, int]:
 
 
 # --- proposals -----------------------------------------------------------------------------
-
-
-def save_proposal(cur, case_id: str, proposal: dict, *, status: str, run_id: str | None) -> int:
-    """Store a new proposal version; earlier undecided versions are superseded. Returns the version."""
-    cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("proposal:" + case_id,))
-    cur.execute("SELECT COALESCE(MAX(version), 0) + 1 AS v FROM proposals WHERE case_id = %s", (case_id,))
-    version = cur.fetchone()["v"]
-    cur.execute(
-        "UPDATE proposals SET status = 'superseded' WHERE case_id = %s AND status IN ('pending_review', 'blocked')",
-        (case_id,),
-    )
-    cur.execute(
-        """INSERT INTO proposals (case_id, version, status, proposal, action, amount, currency, confidence, provider,
-                                  model, prompt_version, input_tokens, output_tokens, cost_usd, cache_hit, latency_ms,
-                                  flags, dagster_run_id)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-        (
-            case_id, version, status, _json(proposal), proposal["action"], proposal["amount"], proposal["currency"],
-            proposal["confidence"], proposal["provider"], proposal["model"], proposal["prompt_version"],
-            proposal["input_tokens"], proposal["output_tokens"], proposal["cost_usd"], proposal["cache_hit"],
-            proposal["latency_ms"], _json(proposal["flags"]), run_id,
-        ),
-    )  # fmt: skip
-    return version
 
 
 def latest_proposal(cur, case_id: str) -> dict | None:
@@ -300,7 +217,7 @@ def cache_put(cur, key: str, case_id: str, dispute_type: str, model: str, reply:
     cur.execute(
         """INSERT INTO proposal_cache (cache_key, case_id, dispute_type, model, reply) VALUES (%s, %s, %s, %s, %s)
            ON CONFLICT (cache_key) DO NOTHING""",
-        (key, case_id, dispute_type, model, _json(reply)),
+        (key, case_id, dispute_type, model, jsonb(reply)),
     )
 
 
@@ -323,7 +240,7 @@ def upsert_historical(cur, records: Sequence[Any]) -> int:
                    record = EXCLUDED.record, updated_at = now(),
                    embedded_model = CASE WHEN historical_resolutions.record = EXCLUDED.record
                                          THEN historical_resolutions.embedded_model END""",
-            (record.case_id, record.dispute_type, record.source, _json(record.model_dump(mode="json"))),
+            (record.case_id, record.dispute_type, record.source, jsonb(record.model_dump(mode="json"))),
         )
     return len(records)
 
@@ -342,76 +259,7 @@ def historical_counts(cur) -> list[dict]:
     return cur.fetchall()
 
 
-# --- reviewers and decisions ---------------------------------------------------------------
-
-
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def add_reviewer(cur, name: str, token: str, email: str | None = None) -> None:
-    cur.execute(
-        "INSERT INTO reviewers (name, email, token_sha256) VALUES (%s, %s, %s)",
-        (name, email, token_digest(token)),
-    )
-
-
-def reviewer_for_token(cur, token: str) -> str | None:
-    cur.execute("SELECT name FROM reviewers WHERE token_sha256 = %s AND disabled_at IS NULL", (token_digest(token),))
-    row = cur.fetchone()
-    return row["name"] if row else None
-
-
-def lock_case(cur, case_id: str) -> None:
-    """Serialise decisions and executions of one dispute (transaction-scoped)."""
-    cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("case:" + case_id,))
-
-
-def decisions_for(cur, case_id: str, version: int | None = None) -> list[dict]:
-    if version is None:
-        cur.execute("SELECT * FROM review_decisions WHERE case_id = %s ORDER BY id", (case_id,))
-    else:
-        cur.execute(
-            "SELECT * FROM review_decisions WHERE case_id = %s AND proposal_version = %s ORDER BY id", (case_id, version)
-        )
-    return cur.fetchall()
-
-
-def insert_decision(
-    cur,
-    *,
-    case_id: str,
-    version: int,
-    decision: str,
-    reviewer: str,
-    comments: str,
-    modified: dict | None,
-    effective_action: str,
-    effective_amount: Decimal,
-    source: str,
-) -> int:
-    cur.execute(
-        """INSERT INTO review_decisions (case_id, proposal_version, decision, reviewer, comments, modified_resolution,
-                                         effective_action, effective_amount, source)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
-        (case_id, version, decision, reviewer, comments, _json(modified) if modified else None, effective_action,
-         effective_amount, source),
-    )  # fmt: skip
-    return cur.fetchone()["id"]
-
-
-def final_decisions_after(cur, cursor: int, limit: int = 200) -> list[dict]:
-    """Decisions that settled their dispute (decided or rejected), after a decision-id cursor."""
-    cur.execute(
-        """SELECT d.id, d.case_id, d.proposal_version FROM review_decisions d
-           JOIN workflow_states w ON w.case_id = d.case_id
-           WHERE d.id > %s AND w.proposal_version = d.proposal_version
-             AND w.status NOT IN ('pending_review', 'review_escalated', 'awaiting_second_review')
-             AND d.id = (SELECT MAX(id) FROM review_decisions x WHERE x.case_id = d.case_id AND x.proposal_version = d.proposal_version)
-           ORDER BY d.id LIMIT %s""",
-        (cursor, limit),
-    )
-    return cur.fetchall()
+# --- review queue ---------------------------------------------------------------------------
 
 
 def overdue_reviews(cur, older_than_hours: float) -> list[dict]:
@@ -437,44 +285,7 @@ def pending_reviews(cur) -> list[dict]:
     return cur.fetchall()
 
 
-# --- executions ----------------------------------------------------------------------------
-
-
-def execution_for_key(cur, key: str) -> dict | None:
-    cur.execute("SELECT * FROM executions WHERE idempotency_key = %s", (key,))
-    return cur.fetchone()
-
-
-def start_execution(
-    cur, *, case_id: str, version: int, decision_id: int, key: str, action: str, amount: Decimal, currency: str
-) -> dict:
-    """The execution row for this key, created if new; attempts counts every try."""
-    cur.execute(
-        """INSERT INTO executions (case_id, proposal_version, decision_id, idempotency_key, action, amount, currency, status, attempts)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, 'started', 1)
-           ON CONFLICT (idempotency_key) DO UPDATE SET attempts = executions.attempts + 1, updated_at = now()
-           RETURNING *""",
-        (case_id, version, decision_id, key, action, amount, currency),
-    )
-    return cur.fetchone()
-
-
-def finish_execution(cur, key: str, status: str, provider_ref: str | None = None, error: str | None = None) -> None:
-    cur.execute(
-        "UPDATE executions SET status = %s, provider_ref = COALESCE(%s, provider_ref), error = %s, updated_at = now() "
-        "WHERE idempotency_key = %s",
-        (status, provider_ref, error, key),
-    )
-
-
-def succeeded_execution(cur, case_id: str) -> dict | None:
-    cur.execute(
-        "SELECT * FROM executions WHERE case_id = %s AND status IN ('succeeded', 'noop') ORDER BY id DESC LIMIT 1",
-        (case_id,),
-    )
-    return cur.fetchone()
-
-
-def executions_for(cur, case_id: str) -> list[dict]:
-    cur.execute("SELECT * FROM executions WHERE case_id = %s ORDER BY id", (case_id,))
-    return cur.fetchall()
+def case_for_run_id(cur, run_id: str) -> str | None:
+    cur.execute("SELECT case_id FROM workflow_states WHERE run_id::text = %s", (run_id.lower(),))
+    row = cur.fetchone()
+    return row["case_id"] if row else None

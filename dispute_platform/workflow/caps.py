@@ -9,6 +9,7 @@ from dispute_platform.domain.models import ResolutionProposal
 from dispute_platform.domain.states import AWAITING_DECISION, Status
 from dispute_platform.store import repo
 from dispute_platform.store.db import Database
+from dispute_platform.store.transitions import transition
 
 
 def evaluate_stored(db: Database, case_ids: list[str], caps: CapLimits, run_id: str | None) -> dict[str, list[CapResult]]:
@@ -38,10 +39,14 @@ def evaluate_stored(db: Database, case_ids: list[str], caps: CapLimits, run_id: 
                 repo.record_check(cur, case_id, row["version"], result.name, result.passed, result.figure, result.cap, run_id)
             failed = [r.name for r in evaluated if not r.passed]
             if failed and state["status"] in AWAITING_DECISION | {Status.DECIDED}:
-                repo.set_status(cur, case_id, Status.BLOCKED, "ai_proposal", f"over cap: {', '.join(failed)}")
-                repo.set_proposal_status(cur, case_id, row["version"], "blocked")
-                repo.audit(cur, case_id, "ai_proposal", "blocked_by_check", {"failed": failed, "version": row["version"]},
-                           run_id=run_id)  # fmt: skip
+                # Before a decision the dispute stops (blocked); after one it stays where it is and
+                # execution refuses it (the failed rows above), so no decision is ever undone.
+                blocked = transition(cur, case_id, Status.BLOCKED, "ai_proposal", f"over cap: {', '.join(failed)}",
+                                     expect_version=row["version"], run_id=run_id)  # fmt: skip
+                if blocked:
+                    repo.set_proposal_status(cur, case_id, row["version"], "blocked")
+                repo.audit(cur, case_id, "ai_proposal", "blocked_by_check",
+                           {"failed": failed, "version": row["version"], "status_changed": blocked}, run_id=run_id)  # fmt: skip
         return results
 
     return db.transact(run)

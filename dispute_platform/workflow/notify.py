@@ -15,6 +15,7 @@ from dispute_platform.resources.sqs import SQSResource
 from dispute_platform.settings import Settings
 from dispute_platform.store import repo
 from dispute_platform.store.db import Database
+from dispute_platform.store.transitions import transition
 from dispute_platform.workflow.propose import ProposalOutcome
 
 log = logging.getLogger(__name__)
@@ -89,10 +90,21 @@ def notify_reviewers(
     )
 
 
-def notify_overdue(db: Database, email: EmailSender, sqs: SQSResource, settings: Settings, state: dict) -> None:
-    """The SLA passed: mark the dispute escalated and tell the approvers again, louder."""
-    from dispute_platform.domain.models import ResolutionProposal
+def escalate_overdue(db: Database, case_id: str, proposal_version: int, sla_hours: float) -> bool:
+    """The SLA passed: mark the dispute escalated, if it is still pending review on the same
+    proposal version (a reviewer may have decided since the sweep read it). Returns whether it moved."""
     from dispute_platform.domain.states import Status
+
+    reason = f"pending review longer than {sla_hours:g} h"
+    return db.transact(lambda cur: transition(
+        cur, case_id, Status.REVIEW_ESCALATED, "review_decision", reason, allowed_from={Status.PENDING_REVIEW},
+        expect_version=proposal_version,
+    ))  # fmt: skip
+
+
+def notify_overdue(db: Database, email: EmailSender, sqs: SQSResource, settings: Settings, state: dict) -> None:
+    """Tell the approvers again, louder, about a dispute the SLA sweep escalated."""
+    from dispute_platform.domain.models import ResolutionProposal
 
     stored = dict(state["resolution_proposal"] or {})
     version = stored.pop("version", state["proposal_version"])
@@ -124,10 +136,5 @@ def notify_overdue(db: Database, email: EmailSender, sqs: SQSResource, settings:
         sqs.notify_review({"case_id": state["case_id"], "proposal_version": version, "escalated_for_sla": True})
     except Exception as exc:  # noqa: BLE001
         errors["review_queue"] = f"{exc.__class__.__name__}: {exc}"
-    reason = f"pending review longer than {settings.review_sla_hours:g} h"
-
-    def mark(cur) -> None:
-        repo.set_status(cur, state["case_id"], Status.REVIEW_ESCALATED, "review_decision", reason)
-        repo.audit(cur, state["case_id"], "review_decision", "sla_escalated", {"version": version, "errors": errors})
-
-    db.transact(mark)
+    db.transact(lambda cur: repo.audit(cur, state["case_id"], "review_decision", "sla_escalated",
+                                       {"version": version, "errors": errors}))  # fmt: skip

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import hashlib
 from decimal import Decimal
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from dispute_platform.domain.caps import CapLimits, CapResult, evaluate_caps
+from dispute_platform.domain.caps import CapResult, ProposalLimits, evaluate_caps
 from dispute_platform.domain.facts import DisputeFacts, derive_facts
-from dispute_platform.domain.guardrails import GuardrailLimits, apply_guardrails
+from dispute_platform.domain.guardrails import apply_guardrails
 from dispute_platform.domain.knowledge import POLICY_CATEGORIES, dispute_query_text
 from dispute_platform.domain.models import EnrichedContext, PolicyHit, ResolutionProposal, SimilarCase
 from dispute_platform.domain.precedent import apply_policy_rules
@@ -18,13 +18,6 @@ from dispute_platform.resources.llm import ProposalProvider
 from dispute_platform.resources.vectors import VectorStoreResource
 from dispute_platform.store import repo
 from dispute_platform.store.db import Database
-
-
-@dataclass(frozen=True)
-class ProposalLimits:
-    budget: PromptBudget = field(default_factory=PromptBudget)
-    caps: CapLimits = field(default_factory=CapLimits)
-    guardrails: GuardrailLimits = field(default_factory=GuardrailLimits)
 
 
 @dataclass(frozen=True)

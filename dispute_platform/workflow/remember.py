@@ -12,6 +12,7 @@ from dispute_platform.domain.states import EMBEDDING_MAY_RUN, Status
 from dispute_platform.resources.vectors import VectorStoreResource
 from dispute_platform.store import repo
 from dispute_platform.store.db import Database
+from dispute_platform.store.transitions import transition
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def remember_resolution(db: Database, vectors: VectorStoreResource, case_id: str
     def settle(cur) -> None:
         repo.mark_embedded(cur, [case_id], vectors.embedder.identity)
         dropped = repo.cache_invalidate_type(cur, record.dispute_type)
-        repo.set_status(cur, case_id, Status.COMPLETED, "resolution_embedding", completed=True)
+        transition(cur, case_id, Status.COMPLETED, "resolution_embedding", completed=True, run_id=run_id)
         repo.audit(cur, case_id, "resolution_embedding", "remembered",
                    {"action": record.action, "amount": str(record.resolved_amount), "cache_entries_dropped": dropped},
                    run_id=run_id)  # fmt: skip

@@ -240,3 +240,19 @@ def test_minor_units() -> None:
     assert to_minor_units(Decimal("500"), "JPY") == 500
     with pytest.raises(RefundRefused):
         to_minor_units(Decimal("10.5"), "JPY")
+
+
+def test_find_refunds_returns_the_refunds_carrying_our_case_id_whatever_their_key(vendor: FakeVendor) -> None:
+    """Reconciliation: Stripe forgets idempotency keys after 24 h, the refund's metadata stays."""
+    base = fixture("refund.json")
+    ours = {**base, "id": "re_ours", "amount": 2500, "metadata": {"case_id": "CASE-1", "idempotency_key": "dispute-CASE-1"}}
+    other_case = {**base, "id": "re_other", "metadata": {"case_id": "CASE-2"}}
+    failed = {**base, "id": "re_failed", "status": "failed", "metadata": {"case_id": "CASE-1"}}
+    page1 = {"object": "list", "data": [other_case, failed], "has_more": True, "url": "/v1/refunds"}
+    page2 = {"object": "list", "data": [ours], "has_more": False, "url": "/v1/refunds"}
+    vendor.on("GET", "/v1/refunds", Reply(200, page1), Reply(200, page2))
+    [found] = payments(vendor).find_refunds(CHARGE_ID, "CASE-1")
+    assert found.reference == "re_ours" and found.amount == Decimal("25.00") and found.replayed
+    first, second = vendor.seen("GET", "/v1/refunds")
+    assert first.query["charge"] == [CHARGE_ID] and second.query["starting_after"] == ["re_failed"]
+    assert payments(vendor).find_refunds(CHARGE_ID, "CASE-3") == []

@@ -335,3 +335,19 @@ def test_http_404_names_vendor_operation_status_and_account(vendor: FakeVendor) 
     message = str(caught.value)
     assert message.startswith("Zuora fetch_billing subscriptions failed with HTTP 404: Zuora has no account CUST-00001")
     assert len(vendor.seen("GET", f"/v1/subscriptions/accounts/{ACCOUNT}")) == 1  # a 404 is not retried
+
+
+def test_find_credits_matches_our_case_reference_on_the_accounts_memos(vendor: FakeVendor) -> None:
+    """Reconciliation: the memo's comment carries `[case <id>, key ...]` (written by issue_credit)."""
+    routes(vendor)
+    memo = {"id": "m1", "number": "CM1", "status": "Posted", "amount": 80.0, "currency": "USD"}
+    page1 = {"creditmemos": [
+        {**memo, "comment": "goodwill [case CASE-10, key dispute-CASE-10]"},  # another case whose id starts alike
+        {**memo, "number": "CM2", "status": "Cancelled", "comment": "x [case CASE-1, key dispute-CASE-1]"},
+    ], "nextPage": f"{vendor.url}/v1/creditmemos?page=2&pageSize=40", "success": True}  # fmt: skip
+    page2 = {"creditmemos": [{**memo, "number": "CM3", "comment": "dispute CASE-1 [case CASE-1, key dispute-CASE-1]"}],
+             "success": True}  # fmt: skip
+    vendor.on("GET", "/v1/creditmemos", Reply(200, page1), Reply(200, page2))
+    [found] = billing(vendor).find_credits(ACCOUNT, "CASE-1")
+    assert found.reference == "CM3" and found.amount == Decimal("80.00") and found.kind == "credit"
+    assert vendor.seen("GET", "/v1/creditmemos")[0].query["accountId"] == [ACCOUNT_ID]

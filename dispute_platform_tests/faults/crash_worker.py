@@ -5,8 +5,8 @@ printing phase markers so the test can SIGKILL it at chosen moments.
 Fault injection is opt-in and lives here, in test code: the resources are the platform's own with
 a marker (and an optional pause) around the moments that matter:
   CRASH_TX_PAUSE        seconds to wait inside every database transaction, before it commits;
-  CRASH_PROVIDER_PAUSE  seconds to wait after the payment provider refunded, before the platform
-                        records it.
+  CRASH_PROVIDER_PAUSE  seconds to wait after the provider refunded or credited, before the
+                        platform records it.
 Usage: python -m dispute_platform_tests.faults.crash_worker CASE-1 CASE-2 ... (settings in env).
 """
 
@@ -28,7 +28,7 @@ from functools import cached_property  # noqa: E402
 from dagster import DagsterInstance, materialize  # noqa: E402
 
 from dispute_platform.resources.postgres import PostgresResource  # noqa: E402
-from dispute_platform.resources.providers import SandboxPayments  # noqa: E402
+from dispute_platform.resources.providers import SandboxBilling, SandboxPayments  # noqa: E402
 from dispute_platform.resources.sqs import SQSResource  # noqa: E402
 from dispute_platform.resources.vectors import VectorStoreResource  # noqa: E402
 from dispute_platform.store.db import Database  # noqa: E402
@@ -58,14 +58,25 @@ class MarkedPostgres(PostgresResource):
         return MarkedDatabase(self.url)
 
 
+def _marked(call, idempotency_key: str):
+    phase("provider_call", idempotency_key)
+    receipt = call()
+    phase("provider_done", f"{idempotency_key} replayed={receipt.replayed}")
+    if PROVIDER_PAUSE:
+        time.sleep(PROVIDER_PAUSE)  # a kill here: the money moved, the platform has not recorded it
+    return receipt
+
+
 class MarkedPayments(SandboxPayments):
-    def refund(self, charge_id, amount, currency, idempotency_key, reason):
-        phase("provider_call", idempotency_key)
-        receipt = super().refund(charge_id, amount, currency, idempotency_key, reason)
-        phase("provider_done", f"{idempotency_key} replayed={receipt.replayed}")
-        if PROVIDER_PAUSE:
-            time.sleep(PROVIDER_PAUSE)  # a kill here: the money moved, the platform has not recorded it
-        return receipt
+    def refund(self, charge_id, amount, currency, idempotency_key, reason, *, case_id):
+        return _marked(lambda: super(MarkedPayments, self).refund(charge_id, amount, currency, idempotency_key, reason,
+                                                                  case_id=case_id), idempotency_key)  # fmt: skip
+
+
+class MarkedBilling(SandboxBilling):
+    def issue_credit(self, customer_id, amount, currency, idempotency_key, reason, *, case_id):
+        return _marked(lambda: super(MarkedBilling, self).issue_credit(customer_id, amount, currency, idempotency_key, reason,
+                                                                       case_id=case_id), idempotency_key)  # fmt: skip
 
 
 class MarkedVectors(VectorStoreResource):
@@ -88,8 +99,8 @@ def main(keys: list[str]) -> int:
     resources = build_test_resources(env["CRASH_DATABASE_URL"], sqs, home)
     postgres = MarkedPostgres(database_url=env["CRASH_DATABASE_URL"])
     resources["postgres"] = postgres
-    for name in ("crm", "billing"):
-        resources[name] = type(resources[name])(postgres=postgres)
+    resources["crm"] = type(resources["crm"])(postgres=postgres)
+    resources["billing"] = MarkedBilling(postgres=postgres)
     resources["payments"] = MarkedPayments(postgres=postgres)
     resources["vectors"] = MarkedVectors(chroma_path=str(home / "chroma"))
     instance = DagsterInstance.ephemeral()

@@ -17,10 +17,14 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 
+from dispute_platform.resources.limits import Limits
+from dispute_platform.store import reviewers
 from dispute_platform.api.app import create_app
 from dispute_platform.local import scratch_queues
 from dispute_platform.resources.sqs import SQSResource
 from dispute_platform.store import repo
+from dispute_platform.store.proposals import save_proposal
+from dispute_platform.domain.states import Status
 from dispute_platform.store.db import Database
 from dispute_platform.store.scratch import scratch_database
 from dispute_platform_tests.faults.support import event_for
@@ -46,7 +50,7 @@ class _LateDatabase:
 
 
 LATE_DB = _LateDatabase()
-APP = create_app(LATE_DB, four_eyes_threshold=Decimal("1000.00"))  # type: ignore[arg-type]
+APP = create_app(LATE_DB, limits=Limits())  # type: ignore[arg-type]
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], max_examples=60)
 
@@ -56,7 +60,7 @@ def _world(db: Database, pg_url: str, sqs, tmp_path) -> None:
     store_events(db, [event_for(c) for c in CASES])
     assert run_intake(DagsterInstance.ephemeral(), resources, CASES).success
     for name, token in TOKENS.items():
-        db.transact(lambda cur, name=name, token=token: repo.add_reviewer(cur, name, token))
+        db.transact(lambda cur, name=name, token=token: reviewers.add_reviewer(cur, name, token))
     db.transact(lambda cur: cur.execute("UPDATE reviewers SET disabled_at = now() WHERE name = 'mallory'"))
 
 
@@ -108,12 +112,13 @@ def _decide_on_a_real_dispute(body: dict, db: Database) -> None:
         answer = client.post("/human-review/decision", json=aimed, headers=_auth("bob"))
         assert answer.status_code < 500, (aimed, answer.text[:500])
         if answer.status_code == 200:
-            # Decisions are append-only: a fresh proposal version puts the dispute back in review.
+            # Decisions are append-only and the platform never moves a decided dispute back: the
+            # test forces it back by hand, then a fresh proposal version puts it in review again.
             def regenerate(cur, target=target) -> None:
+                cur.execute("UPDATE workflow_states SET status = 'pending_review' WHERE case_id = %s", (target,))
                 proposal = repo.latest_proposal(cur, target)["proposal"]
-                new = repo.save_proposal(cur, target, proposal, status="pending_review", run_id=None)
-                repo.set_status(cur, target, "pending_review", "ai_proposal", proposal_version=new,
-                                resolution_proposal=proposal | {"version": new})  # fmt: skip
+                save_proposal(cur, target, proposal, status=Status.PENDING_REVIEW, allowed_from={Status.PENDING_REVIEW},
+                              reason=None, run_id=None)  # fmt: skip
 
             db.transact(regenerate)
 
@@ -121,7 +126,7 @@ def _decide_on_a_real_dispute(body: dict, db: Database) -> None:
 @pytest.fixture
 def api(db, sqs, pg_url, tmp_path, chroma_dir):
     _world(db, pg_url, sqs, tmp_path)
-    return create_app(db, four_eyes_threshold=Decimal("1000.00"))
+    return create_app(db, limits=Limits())
 
 
 # --- the auth matrix ---------------------------------------------------------------------------

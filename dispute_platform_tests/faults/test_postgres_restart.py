@@ -22,10 +22,10 @@ import psycopg2
 import pytest
 from dagster import DagsterInstance, materialize
 
+from dispute_platform_tests.integration.harness import decide
 from dispute_platform.resources.providers import SandboxCRM, SandboxPayments
 from dispute_platform.store import migrations
 from dispute_platform.store.db import Database
-from dispute_platform.workflow.review import record_decision
 from dispute_platform_tests.conftest import drain
 from dispute_platform_tests.faults.support import apply_sensor_result, sqs_tick
 from dispute_platform_tests.integration.harness import RANGE_END, RANGE_START, REVIEW, build_test_resources
@@ -64,10 +64,10 @@ class CrashyPayments(SandboxPayments):
     """Refunds that take a moment; after the second one the server goes down for two seconds,
     between the provider's answer and the platform's write of it."""
 
-    def refund(self, charge_id, amount, currency, idempotency_key, reason):
+    def refund(self, charge_id, amount, currency, idempotency_key, reason, *, case_id):
         time.sleep(0.2)
-        receipt = super().refund(charge_id, amount, currency, idempotency_key, reason)
-        if idempotency_key.startswith(f"dispute-{APPROVE[1]}-"):
+        receipt = super().refund(charge_id, amount, currency, idempotency_key, reason, case_id=case_id)
+        if case_id == APPROVE[1]:
             _restart_in_flight(f"refund:{APPROVE[1]}", outage=2.0)
         return receipt
 
@@ -216,8 +216,7 @@ def test_runs_survive_postgres_restarts(own_postgres, sqs, tmp_path, chroma_dir)
         # 2. Decisions, then one review run over every decided dispute while the server restarts.
         for case_id in APPROVE + REJECT:
             decision = "approved" if case_id in APPROVE else "rejected"
-            record_decision(db, case_id=case_id, decision=decision, reviewer="alice", comments="restart test",
-                            proposal_version=1, modified=None, source="api", four_eyes_threshold=Decimal("1000"))  # fmt: skip
+            decide(db, case_id, decision, "alice", comments="restart test")
         decided = APPROVE + REJECT
         review_instance = DagsterInstance.ephemeral()
         review_instance.add_dynamic_partitions("disputes", decided)
@@ -245,8 +244,8 @@ def test_runs_survive_postgres_restarts(own_postgres, sqs, tmp_path, chroma_dir)
         assert states[case_id]["status"] == "invalid" and states[case_id]["status_reason"]
     per_case = db.fetch_all("SELECT case_id, COUNT(*) AS n, MAX(version) AS v FROM proposals GROUP BY case_id")
     assert {r["case_id"]: (r["n"], r["v"]) for r in per_case} == {c: (1, 1) for c in APPROVE + REJECT + LEAVE}
-    made = db.fetch_all("SELECT charge_id, amount, idempotency_key FROM sandbox_refunds")
-    refunded = sorted(r["idempotency_key"].split("-v")[0].removeprefix("dispute-") for r in made)
+    made = db.fetch_all("SELECT charge_id, amount, case_id FROM sandbox_refunds")
+    refunded = sorted(r["case_id"] for r in made)
     assert refunded == sorted(APPROVE), refunded
     executions = db.fetch_all("SELECT case_id, status FROM executions ORDER BY case_id")
     assert {e["case_id"]: e["status"] for e in executions} == {c: "succeeded" for c in APPROVE} | {c: "noop" for c in REJECT}

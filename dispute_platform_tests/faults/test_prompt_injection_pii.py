@@ -101,7 +101,7 @@ def _compromised(body: dict, n: int) -> Reply:  # noqa: ARG001
 
 def test_injection_and_pii_never_reach_the_model_or_the_money(db, sqs, pg_url, tmp_path, chroma_dir, world, monkeypatch):
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    from dispute_platform.workflow_log import WorkflowLogHandler, install_workflow_log
+    from dispute_platform.workflow_log import WorkflowLogHandler, dagster_python_logs_config, install_workflow_log
 
     platform_logger = logging.getLogger("dispute_platform")
     before = list(platform_logger.handlers)
@@ -112,7 +112,15 @@ def test_injection_and_pii_never_reach_the_model_or_the_money(db, sqs, pg_url, t
             proposer = OpenAIProposer(api_key="sk-test-not-a-real-key-000000", base_url=server.base_url, max_retries=0)
             resources = build_test_resources(pg_url, sqs, tmp_path, proposer=proposer, world=world)
             store_events(db, [event_for(c) for c in cases])
-            result = run_intake(DagsterInstance.ephemeral(), resources, cases)
+            # The run's own logs go to the same file, as dagster.yaml's python_logs sends them in a deployment.
+            python_logs = dagster_python_logs_config()
+            python_logs["dagster_handler_config"]["handlers"]["workflow_log"]["log_dir"] = str(tmp_path / "logs")
+            instance = DagsterInstance.ephemeral(settings={"python_logs": python_logs})
+            result = run_intake(instance, resources, cases)
+            # A careless log line with a customer's raw words: the log must still hold no card.
+            logging.getLogger("dispute_platform.audit_probe").warning(
+                "raw complaint of %s: pay card %s, mail %s", cases[0], CARDS[0], EMAILS[0]
+            )
             bodies = list(server.bodies)
             asked = dict(server.counts)
     finally:
@@ -153,6 +161,10 @@ def test_injection_and_pii_never_reach_the_model_or_the_money(db, sqs, pg_url, t
     assert any(f.startswith("amount_capped_to_disputed") for f in proposals["CASE-1025"]["flags"])
 
     # (c) no card number in the structured logs (this run's file, and the shared one if present)
+    # The run's own log exists and holds these disputes (an empty or missing file would prove nothing).
+    own = (tmp_path / "logs" / "workflow.log").read_text(errors="replace")
+    assert f"raw complaint of {cases[0]}" in own and "[CARD" in own, own[-2000:]
+    assert sum(1 for line in own.splitlines() if any(c in line for c in cases)) >= len(cases), own[-2000:]
     logs = [tmp_path / "logs" / "workflow.log", REPO_ROOT / "logs" / "workflow.log"]
     for path in [p for p in logs if p.exists()]:
         text = path.read_text(errors="replace")

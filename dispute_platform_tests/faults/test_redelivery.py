@@ -10,10 +10,10 @@ import time
 import pytest
 from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context
 
+from dispute_platform_tests.integration.harness import decide
 from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.resources.sqs import SQSResource
 from dispute_platform.sensors import review_decision_sensor
-from dispute_platform.workflow.review import record_decision
 from dispute_platform_tests.conftest import drain
 from dispute_platform_tests.faults.support import apply_sensor_result, sqs_tick
 from dispute_platform_tests.integration.harness import REVIEW, build_test_resources, refunds, sample_event
@@ -95,8 +95,7 @@ def test_every_event_three_times_gives_one_partition_one_proposal_one_refund(db,
     assert sorted(notified) == sorted(set(notified)), "a reviewer was told twice about one proposal"
 
     # 5. Approve one refund; the decision reaches execution three times (sensor, cursor lost, re-run).
-    record_decision(db, case_id="CASE-1063", decision="approved", reviewer="alice", comments="dup", proposal_version=1,
-                    modified=None, source="api", four_eyes_threshold=__import__("decimal").Decimal("1000"))  # fmt: skip
+    decide(db, "CASE-1063", "approved", "alice", comments="dup")
     review_resources = {"postgres": PostgresResource(database_url=pg_url), "sqs": sqs, "email": resources["email"]}
     first = review_decision_sensor(build_sensor_context(instance=instance, resources=review_resources))
     replay = review_decision_sensor(build_sensor_context(instance=instance, resources=review_resources))

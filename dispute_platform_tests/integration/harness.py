@@ -23,7 +23,7 @@ from dispute_platform.assets.knowledge import company_policies, historical_resol
 from dispute_platform.checks import cap_checks
 from dispute_platform.domain.world import BUNDLED_WORLD
 from dispute_platform.resources.email import OutboxEmail
-from dispute_platform.resources.limits import LimitsResource
+from dispute_platform.resources.limits import Limits
 from dispute_platform.resources.llm import PrecedentProposer
 from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.resources.providers import SandboxBilling, SandboxCRM, SandboxPayments
@@ -53,7 +53,7 @@ def store_events(db, events: list[dict]) -> None:
 
 
 def build_test_resources(
-    pg_url: str, sqs: Any, tmp_path: Path, *, proposer: Any = None, limits: LimitsResource | None = None, world: Path | None = None
+    pg_url: str, sqs: Any, tmp_path: Path, *, proposer: Any = None, limits: Limits | None = None, world: Path | None = None
 ) -> dict[str, Any]:
     postgres = PostgresResource(database_url=pg_url)
     sandbox = {"sandbox_data": str(world) if world else None, "postgres": postgres}
@@ -67,7 +67,7 @@ def build_test_resources(
         # the `chroma_dir` fixture, an empty folder otherwise.
         "vectors": VectorStoreResource(chroma_path=str(tmp_path / "chroma")),
         "proposer": proposer or PrecedentProposer(),
-        "limits": limits or LimitsResource(),
+        "limits": limits or Limits(),
         "email": OutboxEmail(outbox_dir=str(tmp_path / "outbox")),
     }
 
@@ -101,6 +101,32 @@ def metadata_for(result, asset: str, key: str) -> dict[str, Any]:
         if mat.asset_key.to_user_string() == asset and mat.partition == key:
             return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
     raise AssertionError(f"no materialization of {asset} for {key}")
+
+
+def reviewer(db, name: str, token: str | None = None):
+    """The reviewer record called `name` (created with `token`, or a random one, the first time)."""
+    import secrets
+
+    from dispute_platform.store import reviewers as store
+
+    def get_or_add(cur):
+        row = store.reviewer_by_name(cur, name)
+        if row is not None:
+            return store.Reviewer(row["id"], row["name"], row["email"], row["kind"])
+        return store.add_reviewer(cur, name, token or secrets.token_urlsafe(16))
+
+    return db.transact(get_or_add)
+
+
+def decide(db, case_id: str, decision: str = "approved", who: str = "alice", *, version: int | None = 1, modified=None,
+           comments: str = "", limits: Limits | None = None, source: str = "api"):  # fmt: skip
+    """Record a decision as the reviewer `who` would through the endpoint (same rules, same path)."""
+    from dispute_platform.workflow.review import record_decision
+
+    return record_decision(
+        db, case_id=case_id, decision=decision, reviewer=reviewer(db, who), comments=comments, proposal_version=version,
+        modified=modified, source=source, limits=limits or Limits(),
+    )  # fmt: skip
 
 
 def refunds(db) -> list[dict]:

@@ -10,6 +10,8 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from dispute_platform.resources.limits import Limits
+from dispute_platform.store import reviewers
 from dispute_platform.api.app import create_app
 from dispute_platform.domain.world import BUNDLED_WORLD
 from dispute_platform.store import repo
@@ -48,7 +50,7 @@ def _status(db, case_id):
 def test_sqs_to_executed_and_embedded_resolution_through_the_daemon(db, sqs, pg_url, tmp_path, seeded_chroma, world):
     world_path, events = world
     token = "e2e-reviewer-token-000000000000"
-    db.transact(lambda cur: repo.add_reviewer(cur, "erin", token))
+    db.transact(lambda cur: reviewers.add_reviewer(cur, "erin", token))
 
     with deployment(pg_url, sqs, tmp_path / "home", seeded_chroma=seeded_chroma, world=world_path) as dep:
         sqs.send(events[FIRST])
@@ -59,7 +61,7 @@ def test_sqs_to_executed_and_embedded_resolution_through_the_daemon(db, sqs, pg_
         assert (proposal["action"], proposal["amount"]) == ("full_refund", Decimal("49.00"))
         assert db.fetch_one("SELECT COUNT(*) AS n FROM check_results WHERE case_id = %s AND passed", (FIRST,))["n"] == 4
 
-        with api_server(create_app(db, four_eyes_threshold=Decimal("1000"))) as base_url:
+        with api_server(create_app(db, limits=Limits())) as base_url:
             answer = httpx.post(
                 f"{base_url}/human-review/decision",
                 headers={"Authorization": f"Bearer {token}"},

@@ -7,11 +7,12 @@ from decimal import Decimal
 import pytest
 from dagster import DagsterInstance
 
+from dispute_platform.store import reviewers
+from dispute_platform_tests.integration.harness import decide, reviewer
 from dispute_platform.domain.knowledge import dispute_query_text
 from dispute_platform.domain.review import DecisionRefused
-from dispute_platform.resources.limits import LimitsResource
+from dispute_platform.resources.limits import Limits
 from dispute_platform.workflow.execute import ExecutionRefused, execute_decision
-from dispute_platform.workflow.review import record_decision
 from dispute_platform_tests.integration.harness import (
     build_test_resources,
     metadata_for,
@@ -122,7 +123,7 @@ def test_similar_past_duplicate_is_retrieved_from_chroma(proposed):
 
 def test_a_proposal_over_a_cap_is_blocked_and_can_never_be_executed(db, sqs, pg_url, tmp_path, chroma_dir):
     instance = DagsterInstance.ephemeral()
-    tight = LimitsResource(max_output_tokens=16)  # the rules engine's reply is larger than this
+    tight = Limits(max_output_tokens=16)  # the rules engine's reply is larger than this
     resources = build_test_resources(pg_url, sqs, tmp_path, limits=tight)
     store_events(db, [sample_event("CASE-1063")])
     from dispute_platform.store import repo
@@ -137,16 +138,16 @@ def test_a_proposal_over_a_cap_is_blocked_and_can_never_be_executed(db, sqs, pg_
     assert list((tmp_path / "outbox").glob("*.eml")) == []  # no reviewer is asked about it
 
     with pytest.raises(DecisionRefused) as refused:
-        record_decision(db, case_id="CASE-1063", decision="approved", reviewer="alice", comments="", proposal_version=1,
-                        modified=None, source="api", four_eyes_threshold=Decimal("1000"))  # fmt: skip
+        decide(db, "CASE-1063", "approved", "alice")
     assert refused.value.status_code == 409
     # Even if someone forced the state, execution refuses a proposal that failed a check.
+    mallory = reviewer(db, "mallory")
     db.transact(lambda cur: (
-        repo.insert_decision(cur, case_id="CASE-1063", version=1, decision="approved", reviewer="mallory", comments="",
-                             modified=None, effective_action="full_refund", effective_amount=Decimal("49.00"), source="api"),
-        repo.set_status(cur, "CASE-1063", "decided", "review_decision"),
+        reviewers.insert_decision(cur, case_id="CASE-1063", version=1, decision="approved", reviewer=mallory, comments="",
+                                  modified=None, effective_action="full_refund", effective_amount=Decimal("49.00"), source="api"),
+        cur.execute("UPDATE workflow_states SET status = 'decided' WHERE case_id = 'CASE-1063'"),
     ))  # fmt: skip
     with pytest.raises(ExecutionRefused, match="failed cap checks"):
         execute_decision(db, "CASE-1063", payments=resources["payments"], billing=resources["billing"],
-                         crm=resources["crm"], email=resources["email"], run_id=None, caps=tight.proposal_limits().caps)  # fmt: skip
+                         crm=resources["crm"], email=resources["email"], run_id=None, caps=tight.caps)  # fmt: skip
     assert db.fetch_one("SELECT COUNT(*) AS n FROM sandbox_refunds")["n"] == 0

@@ -10,6 +10,8 @@ import pytest
 from dagster import DagsterInstance, SensorResult, build_sensor_context
 from fastapi.testclient import TestClient
 
+from dispute_platform.resources.limits import Limits
+from dispute_platform.store import reviewers
 from dispute_platform.api.app import create_app
 from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.sensors import review_decision_sensor
@@ -38,13 +40,13 @@ def world(db, sqs, pg_url, tmp_path, chroma_dir):
     store_events(db, [sample_event(c) for c in CASES])
     assert run_intake(instance, resources, CASES).success
     for name, token in TOKENS.items():
-        db.transact(lambda cur, name=name, token=token: repo.add_reviewer(cur, name, token))
+        db.transact(lambda cur, name=name, token=token: reviewers.add_reviewer(cur, name, token))
     return instance, resources
 
 
 @pytest.fixture
 def client(db, world):
-    return TestClient(create_app(db, four_eyes_threshold=__import__("decimal").Decimal("1000.00")))
+    return TestClient(create_app(db, limits=Limits()))
 
 
 def auth(name: str) -> dict[str, str]:
@@ -149,7 +151,7 @@ def test_approved_refund_executes_once_and_is_remembered(client, db, world, pg_u
 
     made = refunds(db)
     assert len(made) == 1 and str(made[0]["amount"]) == "49.00"
-    assert made[0]["idempotency_key"].startswith("dispute-CASE-1063-v1-d")
+    assert made[0]["idempotency_key"] == "dispute-CASE-1063"  # one key per dispute's movement
     state = db.fetch_one("SELECT status, final_resolution, completed_at FROM workflow_states WHERE case_id = 'CASE-1063'")
     assert state["status"] == "completed" and state["completed_at"] is not None
     assert state["final_resolution"]["reference"] == made[0]["refund_id"]
@@ -174,17 +176,18 @@ def test_a_crash_between_the_provider_call_and_the_database_write_pays_once(clie
         def fetch_payments(self, customer_id):
             return real.fetch_payments(customer_id)
 
+        def find_refunds(self, charge_id, case_id):
+            return real.find_refunds(charge_id, case_id)
+
         def refund(self, *args, **kwargs):
             real.refund(*args, **kwargs)  # the money moves at the provider ...
             raise ConnectionError("process died before recording the refund")  # ... and we never hear back
 
     assert decide(client, "alice", "CASE-1025").status_code == 200
-    crashed = run_review(instance, resources | {"payments": CrashAfterRefund()}, "CASE-1025")
-    assert not crashed.success
-    state = db.fetch_one("SELECT status, status_reason FROM workflow_states WHERE case_id = 'CASE-1025'")
-    assert state["status"] == "execution_failed" and "process died" in state["status_reason"]
-
-    assert run_review(instance, resources, "CASE-1025").success
+    # The step's own retry asks the provider first, finds the refund, and records it.
+    assert run_review(instance, resources | {"payments": CrashAfterRefund()}, "CASE-1025").success
+    failure = db.fetch_one("SELECT details FROM audit_log WHERE case_id = 'CASE-1025' AND event = 'execution_failed'")
+    assert "process died" in failure["details"]["error"]
     made = refunds(db)
     assert len(made) == 1 and str(made[0]["amount"]) == "490.00"
     execution = db.fetch_one("SELECT status, attempts FROM executions WHERE case_id = 'CASE-1025'")
@@ -230,14 +233,25 @@ def test_four_eyes_above_the_threshold(client, db, world, pg_url, sqs):
     assert [str(r["amount"]) for r in refunds(db)] == ["1500.00"]
 
 
-def test_launchpad_decision_goes_through_the_same_rules(db, world):
+def _ticket(client, who, case_id, version=1) -> str:
+    answer = client.post("/human-review/tickets", headers=auth(who), json={"case_id": case_id, "proposal_version": version})
+    assert answer.status_code == 200, answer.text
+    assert f"ticket: {answer.json()['ticket']}" in answer.json()["launchpad_config"]
+    return answer.json()["ticket"]
+
+
+def test_launchpad_decision_goes_through_the_same_rules(client, db, world):
     instance, resources = world
-    config = {"ops": {"review_decision": {"config": {"decision": "approved", "reviewer": "carol", "comments": "from the UI"}}}}
-    assert run_review(instance, resources, "CASE-1063", run_config=config).success
+
+    def launchpad(case_id, ticket):
+        config = {"ops": {"review_decision": {"config": {"decision": "approved", "ticket": ticket, "comments": "from the UI"}}}}
+        return run_review(instance, resources, case_id, run_config=config)
+
+    assert launchpad("CASE-1063", _ticket(client, "bob", "CASE-1063")).success
     row = db.fetch_one("SELECT reviewer, source, effective_action FROM review_decisions WHERE case_id = 'CASE-1063'")
-    assert row == {"reviewer": "carol", "source": "launchpad", "effective_action": "full_refund"}
+    assert row == {"reviewer": "bob", "source": "launchpad", "effective_action": "full_refund"}  # the ticket's reviewer
     assert len(refunds(db)) == 1
-    refused = run_review(instance, resources, "CASE-1002", run_config=config)  # escalations cannot be approved
+    refused = launchpad("CASE-1002", _ticket(client, "bob", "CASE-1002"))  # escalations cannot be approved
     assert not refused.success
     assert db.fetch_one("SELECT status FROM workflow_states WHERE case_id = 'CASE-1002'")["status"] == "pending_review"
 

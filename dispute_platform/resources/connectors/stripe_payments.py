@@ -328,6 +328,34 @@ class StripePayments(HTTPConnectorResource):
             for d in found
         ]
 
+    def find_refunds(self, charge_id: str, case_id: str) -> list[MoneyReceipt]:
+        """Refunds on the charge whose metadata carries our case id (made with any key, at any time:
+        Stripe forgets idempotency keys after 24 hours, metadata stays)."""
+        operation = "find_refunds"
+        if not isinstance(charge_id, str) or _CHARGE_ID.fullmatch(charge_id) is None:
+            raise RefundRefused(f"{charge_id!r} is not a Stripe charge id")
+        try:
+            listed = list(self._list(operation, lambda p: self._client.v1.refunds.list(params=p), {"charge": charge_id}, 10_000))
+        except stripe.InvalidRequestError as exc:
+            raise self._read_error(operation, exc) from exc
+        found = []
+        for refund in listed:
+            metadata = dict(refund.get("metadata") or {})
+            if metadata.get("case_id") != case_id or refund.get("status") not in _REFUND_MOVES_MONEY:
+                continue
+            currency = str(refund.get("currency") or "").upper()
+            found.append(
+                MoneyReceipt(
+                    kind="refund",
+                    reference=refund["id"],
+                    amount=from_minor_units(refund.get("amount"), currency),
+                    currency=currency,
+                    idempotency_key=metadata.get("idempotency_key") or "",
+                    replayed=True,
+                )
+            )
+        return found
+
     def refund(
         self,
         charge_id: str,

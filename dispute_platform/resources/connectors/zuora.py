@@ -348,6 +348,35 @@ class ZuoraBilling(HTTPConnectorResource):
             kind=kind,
         )
 
+    def find_credits(self, customer_id: str, case_id: str) -> list[MoneyReceipt]:
+        """Credit memos on the account whose comment carries our reference `[case <id>, ...]`
+        (written by issue_credit): found whatever key they were made with, however long ago."""
+        operation = "find_credits"
+        account = self._account(customer_id, operation)
+        tag = re.compile(r"\[case " + re.escape(case_id) + r",")
+        params: dict[str, Any] = {"accountId": account["basicInfo"]["id"], "page": 1, "pageSize": PAGE_SIZE}
+        body = self._get(operation, "/v1/creditmemos", params=params)
+        memos = list(body.get("creditmemos") or [])
+        while body.get("nextPage") and len(memos) < 10_000:
+            body = self._get(operation, self._http.same_origin_path(body["nextPage"]))
+            memos += body.get("creditmemos") or []
+        found = []
+        for memo in memos:
+            if not tag.search(str(memo.get("comment") or "")) or memo.get("status") in ("Canceled", "Cancelled", "Error"):
+                continue
+            currency = str(memo.get("currency") or self._currency(account)).upper()
+            found.append(
+                MoneyReceipt(
+                    kind="credit",
+                    reference=str(memo.get("number") or memo.get("id")),
+                    amount=_decimal(memo.get("amount"), "credit memo amount").quantize(Decimal("0.01")),
+                    currency=currency,
+                    idempotency_key="",
+                    replayed=True,
+                )
+            )
+        return found
+
     def issue_credit(
         self,
         customer_id: str,
