@@ -50,23 +50,32 @@ def summary_table(db, title: str) -> Table:
     return table
 
 
-def failed_runs_since(since: datetime) -> list[tuple[str, str, str]]:
-    """(run id, step tag, why) of every Dagster run that failed after `since`."""
-    from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+def failed_runs_since(since: datetime, instance=None) -> list[tuple[str, str, str]]:
+    """(run id, step tag, why) of every Dagster run that failed after `since` (in `instance`, by
+    default the one DAGSTER_HOME names)."""
+    from dagster import DagsterInstance
+
+    if instance is None:
+        with DagsterInstance.get() as own:
+            return failed_runs_since(since, own)
+    return _failed_runs(since, instance)
+
+
+def _failed_runs(since: datetime, instance) -> list[tuple[str, str, str]]:
+    from dagster import DagsterEventType, DagsterRunStatus, RunsFilter
 
     failed: list[tuple[str, str, str]] = []
-    with DagsterInstance.get() as instance:
-        for run in instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.FAILURE], created_after=since)):
-            reasons = []
-            for record in instance.get_records_for_run(run.run_id, of_type=DagsterEventType.STEP_FAILURE).records[:3]:
-                event = record.event_log_entry.dagster_event
-                error = getattr(event.event_specific_data, "error", None) if event is not None else None
-                if event is not None:
-                    reasons.append(f"{event.step_key}: {error.message.strip() if error else event.message}")
-            if not reasons:
-                records = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.RUN_FAILURE).records
-                event = records[-1].event_log_entry.dagster_event if records else None
-                reasons.append(event.message if event is not None and event.message else "no failure event recorded")
-            why = "; ".join(reasons)
-            failed.append((run.run_id, run.tags.get("dispute_platform/step", run.job_name), why))
+    for run in instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.FAILURE], created_after=since)):
+        reasons = []
+        for record in instance.get_records_for_run(run.run_id, of_type=DagsterEventType.STEP_FAILURE).records[:3]:
+            event = record.event_log_entry.dagster_event
+            error = getattr(event.event_specific_data, "error", None) if event is not None else None
+            if event is not None:
+                reasons.append(f"{event.step_key}: {error.message.strip() if error else event.message}")
+        if not reasons:
+            records = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.RUN_FAILURE).records
+            event = records[-1].event_log_entry.dagster_event if records else None
+            reasons.append(event.message if event is not None and event.message else "no failure event recorded")
+        why = "; ".join(reasons)
+        failed.append((run.run_id, run.tags.get("dispute_platform/step", run.job_name), why))
     return failed
