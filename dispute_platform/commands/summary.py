@@ -50,6 +50,17 @@ def summary_table(db, title: str) -> Table:
     return table
 
 
+def _root_message(error) -> str:
+    """The innermost error of a chain: a step that ran out of retries says "Exceeded max_retries
+    of 3"; what went wrong is its cause."""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    message = error.message.strip()
+    prefix = f"{error.cls_name}: "
+    at = message.find(prefix)  # "dagster._core.definitions.events.Failure: 32 of 32 ..."
+    return message[at + len(prefix):] if at >= 0 else message
+
+
 def failed_runs_since(since: datetime, instance=None) -> list[tuple[str, str, str]]:
     """(run id, step tag, why) of every Dagster run that failed after `since` (in `instance`, by
     default the one DAGSTER_HOME names)."""
@@ -71,7 +82,7 @@ def _failed_runs(since: datetime, instance) -> list[tuple[str, str, str]]:
             event = record.event_log_entry.dagster_event
             error = getattr(event.event_specific_data, "error", None) if event is not None else None
             if event is not None:
-                reasons.append(f"{event.step_key}: {error.message.strip() if error else event.message}")
+                reasons.append(f"{event.step_key}: {_root_message(error) if error else event.message}")
         if not reasons:
             records = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.RUN_FAILURE).records
             event = records[-1].event_log_entry.dagster_event if records else None

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from dagster import DagsterInstance, Failure, asset, materialize
+from dagster import DagsterInstance, Failure, RetryPolicy, asset, materialize
 from rich.console import Console
 
 from dispute_platform.commands.summary import failed_runs_since, summary_table
@@ -48,8 +48,9 @@ def test_status_shows_whole_reasons_and_guardrail_flags(db):
     assert "trimmed:charges" not in text  # routine budget trimming is not news
 
 
-def test_failed_runs_are_named_with_the_failing_step():
-    @asset
+def test_failed_runs_are_named_with_the_failing_step_and_the_root_cause():
+    # A step that runs out of retries fails with "Exceeded max_retries of 1": the cause is the news.
+    @asset(retry_policy=RetryPolicy(max_retries=1))
     def blocked_batch() -> None:
         raise Failure(description="1 of 42 disputes over the amount cap: CASE-1002")
 
@@ -58,7 +59,7 @@ def test_failed_runs_are_named_with_the_failing_step():
         assert not materialize([blocked_batch], instance=instance, raise_on_error=False).success
         [(run_id, step, why)] = failed_runs_since(since, instance)
         assert run_id and step == "__ephemeral_asset_job__"
-        assert "blocked_batch" in why and "over the amount cap: CASE-1002" in why
+        assert why == "blocked_batch: 1 of 42 disputes over the amount cap: CASE-1002"
         assert failed_runs_since(datetime.now(timezone.utc) + timedelta(minutes=1), instance) == []
 
 
