@@ -184,4 +184,6 @@ def queue_view(cur, *, sla_hours: float, sort: str, order: str) -> list[dict[str
         left = float(row["sla_hours_left"])
         row["sla_text"] = f"overdue {-left:.1f} h" if left < 0 else f"due in {left:.1f} h"
         row["age_text"] = f"{float(row['age_hours']):.1f} h"
+        # A prompt section trimmed to its budget is routine; the dispute's page lists every flag.
+        row["flags"] = [f for f in row["flags"] or [] if not str(f).startswith("trimmed:")]
     return rows

@@ -10,10 +10,12 @@ watched with psutil.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,6 +45,8 @@ def _free_port() -> int:
 class Command:
     """One real CLI process, and every process it ever had under it."""
 
+    started: list[Command] = []
+
     def __init__(self, home: Path, *args: str, api_port: int | None = None):
         self.home = home
         self.api_port = api_port or _free_port()
@@ -65,6 +69,7 @@ class Command:
             start_new_session=True,  # signals reach the CLI only when the test sends them
         )
         self.seen: dict[int, psutil.Process] = {}
+        Command.started.append(self)
 
     def watch(self) -> None:
         try:
@@ -113,6 +118,41 @@ class Command:
         return time.monotonic() - started
 
 
+@pytest.fixture
+def home():
+    """A scratch DISPUTE_PLATFORM_HOME outside pytest's temp root: pytest resets
+    /tmp/pytest-of-<user> to mode 0700 whenever a session starts, and the embedded server runs as
+    the system user `pgserver` (the CLI runs as root here), which then can no longer reach its
+    data folder."""
+    folder = Path(tempfile.mkdtemp(prefix="dp-shutdown-"))
+    folder.chmod(0o755)
+    yield folder / "home"
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_command_outlives_its_test(home):  # needs `home`: stop the commands before their folder goes
+    """A test that fails half-way still stops the commands it started (and so checks nothing
+    is left for the next test on this machine)."""
+    yield
+    for command in list(Command.started):
+        if command.process.poll() is None:
+            command.process.send_signal(signal.SIGTERM)
+            try:
+                command.process.wait(timeout=GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                command.process.kill()
+                command.process.wait()
+    Command.started.clear()
+
+
+def _ui_up(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def _health(command: Command) -> dict:
     try:
         return httpx.get(f"http://127.0.0.1:{command.api_port}/health", timeout=2).json()
@@ -139,50 +179,44 @@ def _assert_all_down(command: Command, seconds: float) -> None:
     assert seconds < GRACE_SECONDS
 
 
-def test_doctor_ending_normally_stops_the_embedded_postgres(tmp_path):
-    doctor = Command(tmp_path / "home", "doctor")
+def test_doctor_ending_normally_stops_the_embedded_postgres(home):
+    doctor = Command(home, "doctor")
     doctor.process.wait(timeout=240)
     assert "PostgreSQL" in doctor.output()
     _assert_all_down(doctor, 0.0)
 
 
-def test_api_stops_with_everything_on_sigterm(tmp_path):
-    api = Command(tmp_path / "home", "api")
+def test_api_stops_with_everything_on_sigterm(home):
+    api = Command(home, "api")
     api.wait_until(lambda: _health(api).get("database") is True, "the endpoint to answer")
-    assert server_running(tmp_path / "home" / "pgdata")
+    assert server_running(home / "pgdata")
     _assert_all_down(api, api.stop(signal.SIGTERM))
     assert api.process.returncode == 128 + signal.SIGTERM
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_serve_runs_ui_daemon_and_desk_and_stops_them_all(tmp_path, sig):
+def test_serve_runs_ui_daemon_and_desk_and_stops_them_all(home, sig):
     ui_port = _free_port()
-    serve = Command(tmp_path / "home", "serve", "--ui-port", str(ui_port))
+    serve = Command(home, "serve", "--ui-port", str(ui_port))
     # The daemon's heartbeat reaches /health: one command serves the desk and executes decisions.
-    serve.wait_until(lambda: (_health(serve).get("daemon") or {}).get("running") is True, "a live daemon in /health")
-    assert httpx.get(f"http://127.0.0.1:{ui_port}/server_info", timeout=5).status_code == 200
+    serve.wait_until(
+        lambda: (_health(serve).get("daemon") or {}).get("running") is True and _ui_up(ui_port),
+        "a live daemon in /health and the Dagster UI",
+    )
     assert httpx.get(f"http://127.0.0.1:{serve.api_port}/desk/", timeout=5, follow_redirects=True).url.path == "/desk/sign-in"
     names = " ".join(" ".join(p.cmdline()) for p in serve.seen.values() if p.is_running())
     assert "dagster-webserver" in names and "dagster-daemon" in names and "api grpc" in names
     _assert_all_down(serve, serve.stop(sig))
 
 
-def test_dev_stops_dagster_dev_and_postgres_on_sigterm(tmp_path):
+def test_dev_stops_dagster_dev_and_postgres_on_sigterm(home):
     ui_port = _free_port()
-    dev = Command(tmp_path / "home", "dev", "--port", str(ui_port))
-
-    def ui_up() -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{ui_port}/server_info", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    dev.wait_until(ui_up, "the Dagster UI")
+    dev = Command(home, "dev", "--port", str(ui_port))
+    dev.wait_until(lambda: _ui_up(ui_port), "the Dagster UI")
     _assert_all_down(dev, dev.stop(signal.SIGTERM))
 
 
-def test_the_last_command_sharing_the_embedded_postgres_stops_it(tmp_path):
-    home = tmp_path / "home"
+def test_the_last_command_sharing_the_embedded_postgres_stops_it(home):
     first = Command(home, "api")
     first.wait_until(lambda: _health(first).get("database") is True, "the first endpoint")
     second = Command(home, "api")
