@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: install run demo dev api test check bench
+.PHONY: install run demo serve dev api test check bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ run: $(STAMP)  ## sample events -> proposals pending review (ARGS=--auto-approve
 
 demo: $(STAMP)  ## the whole loop: proposals approved by a demo reviewer, executed, embedded
 	$(BIN)/dispute-platform run --auto-approve
+
+serve: $(STAMP)  ## the whole local service: review desk + endpoint on :8003, Dagster UI on :3000, daemon
+	$(BIN)/dispute-platform serve
 
 dev: $(STAMP)  ## the Dagster UI on the same storage
 	$(BIN)/dispute-platform dev

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,9 +31,14 @@ def _fail(message: str, code: int = 1) -> None:
 
 @click.group()
 @click.version_option(__version__, prog_name="dispute-platform")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Billing disputes in, reviewed and executed resolutions out (a Dagster code location)."""
+    from dispute_platform.processes import shutdown_on_signals
+
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+    # SIGTERM / SIGINT / SIGHUP unwind the command, so what it started is stopped on the way out.
+    ctx.with_resource(shutdown_on_signals())
 
 
 # --- shared plumbing ---------------------------------------------------------------------------
@@ -78,15 +83,12 @@ def _dagster(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run([str(exe), *args], cwd=REPO_ROOT, check=check, capture_output=True, text=True)
 
 
-def _background(program: str, *args: str, log_name: str) -> subprocess.Popen:
-    """Start a long-lived Dagster process (its own session, output to .dispute_platform/logs)."""
+def _background(program: str, *args: str, log_name: str):
+    """Start a long-lived Dagster process (its own session, output to DISPUTE_PLATFORM_HOME/logs)."""
+    from dispute_platform.processes import start_background
     from dispute_platform.settings import REPO_ROOT
 
-    log_dir = get_settings().home / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_file = (log_dir / f"{log_name}.log").open("ab")
-    exe = Path(sys.executable).with_name(program)
-    return subprocess.Popen([str(exe), *args], cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    return start_background(program, *args, log_dir=get_settings().home / "logs", log_name=log_name, cwd=REPO_ROOT)
 
 
 def _materialize_knowledge() -> None:
@@ -194,11 +196,10 @@ def publish(case_id: str | None, count: int | None, queue_url: str | None, file_
 # --- run ---------------------------------------------------------------------------------------
 
 
-def _stop(process: subprocess.Popen) -> None:
-    from dispute_platform.local import terminate_tree
+def _stop(*processes: subprocess.Popen) -> None:
+    from dispute_platform.processes import stop_all
 
-    terminate_tree(process.pid)
-    process.wait(timeout=5)
+    stop_all(list(processes))
 
 
 def _active_runs() -> int:
@@ -238,39 +239,15 @@ def _wait_until_settled(db, settled: set[str], queued, timeout: float, label: st
             if time.monotonic() > deadline:
                 _fail(
                     f"timed out after {timeout:.0f}s with statuses {counts}, {waiting} queued message(s) and "
-                    f"{active} active run(s); see .dispute_platform/logs/"
+                    f"{active} active run(s); see {get_settings().home / 'logs'}"
                 )
             time.sleep(1.0)
 
 
 def _summary_table(db, title: str) -> Table:
-    rows = db.fetch_all(
-        """SELECT w.case_id, w.dispute_type, w.segment, w.status, w.status_reason, p.action, p.amount, p.currency,
-                  p.confidence, p.cost_usd, p.version, e.status AS execution, e.amount AS executed_amount
-           FROM workflow_states w
-           LEFT JOIN LATERAL (SELECT * FROM proposals p WHERE p.case_id = w.case_id ORDER BY version DESC LIMIT 1) p ON TRUE
-           LEFT JOIN LATERAL (SELECT * FROM executions e WHERE e.case_id = w.case_id ORDER BY id DESC LIMIT 1) e ON TRUE
-           ORDER BY w.case_id"""
-    )
-    table = Table(title=title)
-    for column in ("dispute", "type", "segment", "status", "action", "amount", "confidence", "cost $", "executed / reason"):
-        table.add_column(column, overflow="fold")
-    for r in rows:
-        note = r["status_reason"] or ""
-        if r["execution"]:
-            note = f"{r['execution']} {r['executed_amount']}"
-        table.add_row(
-            r["case_id"],
-            r["dispute_type"] or "-",
-            r["segment"] or "-",
-            r["status"],
-            r["action"] or "-",
-            f"{r['amount']} {r['currency']}" if r["action"] else "-",
-            f"{r['confidence']:.2f}" if r["confidence"] is not None else "-",
-            f"{r['cost_usd']:.6f}" if r["cost_usd"] is not None else "-",
-            note[:80],
-        )
-    return table
+    from dispute_platform.commands.summary import summary_table
+
+    return summary_table(db, title)
 
 
 @main.command()
@@ -296,23 +273,38 @@ def run(auto_approve: bool, timeout: float, no_samples: bool) -> None:
         if not no_samples and sqs.approximate_depth() == 0:
             sent = sqs.send_many(_sample_events())
             console.print(f"published {sent} sample events to {sqs.dispute_events_queue_url}")
+        started = datetime.now(timezone.utc)
         daemon = _background("dagster-daemon", "run", "-w", str(services.workspace), log_name="daemon")
         try:
-            console.print("dagster-daemon started (sensors, run queue); logs in .dispute_platform/logs/daemon.log")
+            console.print(f"dagster-daemon started (sensors, run queue); logs in {daemon.log_path}")
             queued = sqs.approximate_depth
             _wait_until_settled(db, {s.value for s in INTAKE_SETTLED}, queued, timeout, "disputes to proposal")
             if auto_approve:
                 with _demo_reviewer(db, settings) as approve_pending:
                     _wait_until_settled(db, DEMO_SETTLED, queued, timeout, "decisions executed", on_tick=approve_pending)
         finally:
-            _stop(daemon)
+            _stop(daemon.process)
         console.print(_summary_table(db, "Disputes"))
+        _report_failed_runs(started, daemon.log_path)
         if not auto_approve:
             console.print(
                 "Proposals wait for a reviewer: `dispute-platform reviewer add NAME` prints a token; "
-                "`dispute-platform api` serves POST /human-review/decision (or use the Dagster launchpad on "
-                "review_decision); `dispute-platform dev` opens the UI. `run --auto-approve` lets a demo reviewer decide."
+                "`dispute-platform serve` runs the review desk (http://127.0.0.1:8003/desk/), the decision endpoint, "
+                "the Dagster UI and the daemon that executes decisions. `run --auto-approve` lets a demo reviewer decide."
             )
+
+
+def _report_failed_runs(since: datetime, log_path: Path) -> None:
+    from dispute_platform.commands.summary import failed_runs_since
+
+    failed = failed_runs_since(since)
+    if not failed:
+        return
+    console.print(f"[yellow]{len(failed)} Dagster run(s) failed while this command ran[/yellow] (RUN_FAILURE; the disputes "
+                  "above say which were stopped and why):")  # fmt: skip
+    for run_id, step, why in failed:
+        console.print(f"  {run_id} ({step}): {why}", soft_wrap=True)
+    console.print(f"  details: the run's page in the Dagster UI (`dispute-platform serve`), or {log_path}")
 
 
 # Where a dispute rests once the demo reviewer has done what it may: escalations stay with people.
@@ -389,9 +381,8 @@ def dev(port: int, host: str) -> None:
         process = subprocess.Popen([str(exe), "dev", "-w", str(services.workspace), "-p", str(port), "-h", host])
         try:
             process.wait()
-        except KeyboardInterrupt:
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=30)
+        finally:
+            _stop(process)  # `dagster dev`, its webserver, daemon, code servers and runs
 
 
 # --- api and reviewers -----------------------------------------------------------------------
@@ -513,8 +504,9 @@ from dispute_platform.commands.evaluate import evaluate_command  # noqa: E402
 from dispute_platform.commands.costs import costs_command  # noqa: E402
 from dispute_platform.commands.doctor import doctor_command  # noqa: E402
 from dispute_platform.commands.reembed import reembed_command  # noqa: E402
+from dispute_platform.commands.serve import serve_command  # noqa: E402
 
-for _command in (import_cfpb_command, evaluate_command, doctor_command, costs_command, reembed_command):
+for _command in (import_cfpb_command, evaluate_command, doctor_command, costs_command, reembed_command, serve_command):
     main.add_command(_command)
 
 

@@ -38,13 +38,21 @@ MAX_RECEIVES = 5
 def terminate_tree(pid: int, timeout: float = 20.0) -> None:
     """Stop a process and everything it started. The Dagster daemon starts a code server (and
     runs) that do not always share its process group, so a group kill can leave them behind."""
+    terminate_trees([pid], timeout)
+
+
+def terminate_trees(pids: list[int], timeout: float = 20.0) -> None:
+    """Stop several processes and all their descendants at once: SIGTERM to every one, then
+    SIGKILL to whatever is left after `timeout` seconds (one wait for all, not one per tree)."""
     import psutil
 
-    try:
-        root = psutil.Process(pid)
-    except psutil.NoSuchProcess:
-        return
-    family = [*root.children(recursive=True), root]
+    family: list[psutil.Process] = []
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            family += [*root.children(recursive=True), root]
+        except psutil.NoSuchProcess:
+            continue
     for process in family:
         try:
             process.terminate()
@@ -56,6 +64,7 @@ def terminate_tree(pid: int, timeout: float = 20.0) -> None:
             process.kill()
         except psutil.NoSuchProcess:
             pass
+    psutil.wait_procs(alive, timeout=5)
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -121,10 +130,16 @@ class LocalServices(AbstractContextManager["LocalServices"]):
         self.settings = settings or get_settings()
         self.sqs_port = sqs_port or self.settings.local_sqs_port
         self._moto: Any = None
+        self._embedded_pgdata: Path | None = None  # set when this process holds the embedded server
+        self._published_urls: dict[str, str] = {}  # environment variables that point at it
         self.started: list[str] = []
 
     def __enter__(self) -> LocalServices:
-        self.start()
+        try:
+            self.start()
+        except BaseException:  # a signal or a failure half-way: give back what was started
+            self.stop()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -137,7 +152,9 @@ class LocalServices(AbstractContextManager["LocalServices"]):
         from dispute_platform.store.embedded import embedded_database_url
 
         url = embedded_database_url(self.settings.pgdata)
+        self._embedded_pgdata = self.settings.pgdata
         os.environ["DATABASE_URL"] = url
+        self._published_urls["DATABASE_URL"] = url
         self.started.append(f"PostgreSQL (embedded, data in {self.settings.pgdata})")
         return url
 
@@ -171,7 +188,10 @@ class LocalServices(AbstractContextManager["LocalServices"]):
             if missing:
                 config.write_text(yaml.safe_dump({**current, **missing}, sort_keys=False))
         os.environ["DAGSTER_HOME"] = str(home)
-        os.environ.setdefault("DAGSTER_POSTGRES_URL", sqlalchemy_url(database_url))
+        if not os.environ.get("DAGSTER_POSTGRES_URL"):
+            os.environ["DAGSTER_POSTGRES_URL"] = sqlalchemy_url(database_url)
+            if self._embedded_pgdata is not None:
+                self._published_urls["DAGSTER_POSTGRES_URL"] = os.environ["DAGSTER_POSTGRES_URL"]
         return home
 
     def start(self) -> LocalServices:
@@ -184,9 +204,23 @@ class LocalServices(AbstractContextManager["LocalServices"]):
         return self
 
     def stop(self) -> None:
+        """Stop what this process started. Whoever started children on these services (webserver,
+        daemon, runs) stops them first: the embedded server goes down here when this process is
+        the last one using it."""
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
+        if self._embedded_pgdata is not None:
+            from dispute_platform.store.embedded import release_embedded_database
+
+            pgdata, self._embedded_pgdata = self._embedded_pgdata, None
+            release_embedded_database(pgdata)
+            # A later LocalServices in this process (tests, CliRunner) must start it again, not
+            # reach for a server that is gone.
+            for name, value in self._published_urls.items():
+                if os.environ.get(name) == value:
+                    del os.environ[name]
+            self._published_urls = {}
 
     def database(self) -> Database:
         return Database(os.environ["DATABASE_URL"])

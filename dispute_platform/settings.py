@@ -118,6 +118,14 @@ class Settings(BaseSettings):
     review_sla_hours: float = Field(default=48.0, gt=0, description="Pending reviews older than this are escalated.")
     api_host: str = Field(default="127.0.0.1", description="Decision endpoint bind address.")
     api_port: int = Field(default=8003, description="Decision endpoint port.")
+    desk_session_hours: float = Field(
+        default=8.0, gt=0, le=24 * 7, description="A review desk sign-in lasts this long (then the reviewer signs in again)."
+    )
+    desk_cookie_secure: bool = Field(
+        default=True,
+        description="The desk's session cookie is Secure (sent over HTTPS and to localhost only). Set false only behind "
+        "plain HTTP on a trusted network.",
+    )
     log_dir: Path = Field(default=Path("logs"), description="Folder of workflow.log (JSON lines, rotated at 10 MB x 5).")
     # --- operations --------------------------------------------------------------------------
     log_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="workflow.log rotates at this size.")

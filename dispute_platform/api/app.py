@@ -1,4 +1,5 @@
-"""The decision endpoint (FastAPI): reviewers read pending proposals and decide.
+"""The decision endpoint (FastAPI): reviewers read pending proposals and decide. The review desk
+(server-rendered pages for people, `desk.py`) is mounted on the same app at /desk.
 
 Every route but /health needs a bearer token; the token names the reviewer record, and that record
 is what is recorded (a `reviewer_name` in the body is ignored). Answers: 401 bad, missing or revoked
@@ -9,21 +10,25 @@ not hold. A reviewer who prefers the Dagster launchpad asks here for a single-us
 
 import json
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from dispute_platform import __version__
+from dispute_platform.api.desk import DeskConfig, create_desk
+from dispute_platform.daemon_status import DaemonState, DaemonWatch
 from dispute_platform.domain.models import CASE_ID_PATTERN, CleanText, ModifiedResolution
 from dispute_platform.domain.review import DecisionRefused
 from dispute_platform.resources.limits import Limits
 from dispute_platform.store import repo
+from dispute_platform.settings import Settings
 from dispute_platform.store import reviewers as reviewer_store
 from dispute_platform.store.db import Database
 from dispute_platform.store.executions import executions_for
@@ -103,7 +108,16 @@ def _jsonable(row: dict | None) -> dict[str, Any] | None:
     return out
 
 
-def create_app(db: Database, *, limits: Limits, queue_ping: Any = None) -> FastAPI:
+def create_app(
+    db: Database,
+    *,
+    limits: Limits,
+    queue_ping: Any = None,
+    daemon_state: Callable[[], DaemonState] | None = None,
+    desk: DeskConfig | None = None,
+) -> FastAPI:
+    """The endpoint; with `desk`, the review desk at /desk too. `daemon_state` tells /health (and
+    the desk) whether a Dagster daemon is there to execute what reviewers decide."""
     app = FastAPI(
         title="dispute_platform decision endpoint",
         version=__version__,
@@ -139,10 +153,16 @@ def create_app(db: Database, *, limits: Limits, queue_ping: Any = None) -> FastA
             except Exception:  # noqa: BLE001 - reported as unreachable
                 queue = False
         healthy = database and queue
-        return JSONResponse(
-            status_code=200 if healthy else 503,
-            content={"status": "ok" if healthy else "degraded", "database": database, "queue": queue, "version": __version__},
-        )
+        content: dict[str, Any] = {"status": "ok" if healthy else "degraded", "database": database, "queue": queue,
+                                   "version": __version__}  # fmt: skip
+        if daemon_state is not None:
+            # Reported, not a 503: the endpoint itself works (decisions are recorded), and a load
+            # balancer must not take it away because the daemon is elsewhere or restarting.
+            daemon = daemon_state()
+            content["daemon"] = {"running": daemon.running, "detail": daemon.detail}
+            if daemon.running is False:
+                content["status"] = "degraded"
+        return JSONResponse(status_code=200 if healthy else 503, content=content)
 
     @app.get("/human-review/pending", tags=["review"])
     def pending(_: Authenticated) -> dict[str, Any]:
@@ -301,6 +321,10 @@ def create_app(db: Database, *, limits: Limits, queue_ping: Any = None) -> FastA
     def costs_case(case_id: CaseIdPath, _: Authenticated) -> dict[str, Any]:
         return {"case_id": case_id, **_costs([_state_by_case(case_id)])}
 
+    if desk is not None:
+        app.mount("/desk", create_desk(db, desk, daemon_state), name="desk")
+        # A plain Starlette route (not in the OpenAPI schema): the bare address leads people to the desk.
+        app.add_route("/", lambda _request: RedirectResponse("/desk/", status_code=307), include_in_schema=False)
     return app
 
 
@@ -321,4 +345,16 @@ def app_from_environment() -> FastAPI:
         Database(os.environ["DATABASE_URL"]),
         limits=Limits.from_settings(settings),
         queue_ping=queue_ping,
+        daemon_state=DaemonWatch(),
+        desk=desk_config(settings),
+    )
+
+
+def desk_config(settings: Settings) -> DeskConfig:
+    return DeskConfig(
+        limits=Limits.from_settings(settings),
+        sla_hours=settings.review_sla_hours,
+        session_hours=settings.desk_session_hours,
+        cookie_secure=settings.desk_cookie_secure,
+        policies_dir=settings.policies_dir,
     )

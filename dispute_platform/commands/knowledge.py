@@ -63,8 +63,10 @@ def materialize_knowledge(console: Console) -> tuple[int, str]:
         try:
             code = watch(process, poll, "past cases embedded", unit="cases", console=console)
         finally:
-            if process.poll() is None:
-                process.terminate()
+            if process.poll() is None:  # interrupted: the run goes down (and is waited for) before the services
+                from dispute_platform.local import terminate_tree
+
+                terminate_tree(process.pid, timeout=10)
             db.close()
         output.seek(0)
         return code, output.read()

@@ -13,6 +13,11 @@ def dagster_partition_url(ui_url: str, asset: str, case_id: str) -> str:
     return f"{ui_url.rstrip('/')}/assets/{asset}?partition={quote(case_id)}"
 
 
+def desk_dispute_url(api_url: str, case_id: str) -> str:
+    """The dispute's page in the review desk (served by the decision endpoint)."""
+    return f"{api_url.rstrip('/')}/desk/disputes/{quote(case_id, safe='')}"
+
+
 def review_request(
     *,
     case_id: str,
@@ -60,9 +65,10 @@ Policies cited:
 Similar past cases:
 {similar}
 
+Decide in the review desk: {desk_dispute_url(api_url, case_id)}
 See it in Dagster: {dagster_partition_url(ui_url, 'ai_proposal', case_id)}
 
-How to decide (your reviewer token identifies you):
+Or decide through the API (your reviewer token identifies you):
   curl -X POST {api_url.rstrip('/')}/human-review/decision \\
     -H "Authorization: Bearer $REVIEWER_TOKEN" -H "Content-Type: application/json" \\
     -d '{{"case_id": "{case_id}", "proposal_version": {version}, "decision": "approved", "comments": "..."}}'
