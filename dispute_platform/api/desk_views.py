@@ -16,6 +16,8 @@ from dispute_platform.domain.states import AWAITING_DECISION, Status
 from dispute_platform.store import desk as desk_store
 from dispute_platform.store import repo
 from dispute_platform.resources.limits import Limits
+from dispute_platform.store.executions import executions_for
+from dispute_platform.store.reviewers import decisions_for
 from dispute_platform.store.sessions import DeskReviewer
 
 CAP_LABELS = {
@@ -141,7 +143,7 @@ def dispute_view(cur, case_id: str, *, reviewer: DeskReviewer, limits: Limits, p
     disputed_id = validation.get("disputed_charge_id") or (crm.get("case") or {}).get("charge_id")
     relevant = [cid for cid in payments.get("relevant_charge_ids") or [] if cid != disputed_id]
     by_id = {c["charge_id"]: c for c in charges}
-    decisions = repo.decisions_for(cur, case_id)
+    decisions = decisions_for(cur, case_id)
     body = (proposal or {}).get("proposal") or {}
     similar_ids = body.get("similar_cases") or []
     past = desk_store.past_cases(cur, similar_ids)
@@ -174,7 +176,7 @@ def dispute_view(cur, case_id: str, *, reviewer: DeskReviewer, limits: Limits, p
         flags=list((proposal or {}).get("flags") or []),
         caps=caps,
         decisions=decisions,
-        executions=repo.executions_for(cur, case_id),
+        executions=executions_for(cur, case_id),
         audit=repo.audit_trail(cur, case_id),
         four_eyes=_four_eyes(state, proposal, decisions, limits, reviewer),
         can_decide=state["status"] in AWAITING_DECISION and proposal is not None,

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 import pytest
 from dagster import DagsterInstance
 
+from dispute_platform.domain.states import PROPOSAL_MAY_REGENERATE, Status
+from dispute_platform.store.proposals import save_proposal
 from dispute_platform.store import reviewers
 from dispute_platform.resources.limits import Limits
 from dispute_platform.api.app import create_app
@@ -258,9 +260,8 @@ def test_a_stale_page_is_refused_and_shows_the_current_version(browser, desk, db
 
     def regenerate(cur) -> None:  # someone asks for a fresh proposal while the page is open
         proposal = repo.latest_proposal(cur, "CASE-1065")["proposal"]
-        new = repo.save_proposal(cur, "CASE-1065", proposal, status="pending_review", run_id=None)
-        repo.set_status(cur, "CASE-1065", "pending_review", "ai_proposal", proposal_version=new,
-                        resolution_proposal=proposal | {"version": new})  # fmt: skip
+        save_proposal(cur, "CASE-1065", proposal, status=Status.PENDING_REVIEW, allowed_from=PROPOSAL_MAY_REGENERATE,
+                      reason=None, run_id=None)  # fmt: skip
 
     db.transact(regenerate)
     with page.expect_response(re.compile(r".*/decision$")) as answer:

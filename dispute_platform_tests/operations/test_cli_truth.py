@@ -9,6 +9,8 @@ import pytest
 from dagster import DagsterInstance, Failure, RetryPolicy, asset, materialize
 from rich.console import Console
 
+from dispute_platform.domain.states import Status
+from dispute_platform.store.proposals import save_proposal
 from dispute_platform.commands.summary import failed_runs_since, summary_table
 from dispute_platform.settings import get_settings
 from dispute_platform.store import repo
@@ -38,8 +40,9 @@ def test_status_shows_whole_reasons_and_guardrail_flags(db):
     }  # fmt: skip
 
     def write(cur) -> None:
-        version = repo.save_proposal(cur, "CASE-1063", proposal, status="pending_review", run_id=None)
-        repo.set_status(cur, "CASE-1063", "pending_review", "ai_proposal", LONG_REASON, proposal_version=version)
+        cur.execute("UPDATE workflow_states SET status = 'enriched' WHERE case_id = 'CASE-1063'")  # as intake leaves it
+        save_proposal(cur, "CASE-1063", proposal, status=Status.PENDING_REVIEW, allowed_from={Status.ENRICHED},
+                      reason=LONG_REASON, run_id=None)  # fmt: skip
 
     db.transact(write)
     text = _render(summary_table(db, "Disputes"))
