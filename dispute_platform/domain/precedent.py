@@ -35,6 +35,10 @@ class RuleOutcome(BaseModel):
     citations: list[str]
     reason: str
     confidence: float = Field(ge=0, le=1)
+    # False when the records cannot settle the dispute (no record to check, a general complaint):
+    # the rules escalate, and the engine looks to precedent instead (domain/precedent_vote.py).
+    # A policy that itself demands a person (an unauthorized charge) has decided: True.
+    decided: bool = True
 
 
 def outage_credit_share(hours: Decimal) -> Decimal:
@@ -84,6 +88,7 @@ def _service_outage(f: DisputeFacts) -> RuleOutcome:
             citations=["POL-003 §3"],
             reason="no subscription on record, so no monthly fee to base a credit on",
             confidence=0.5,
+            decided=False,
         )
     hours = f.outage_hours or ZERO
     share = outage_credit_share(hours)
@@ -166,6 +171,7 @@ def _wrong_amount(f: DisputeFacts) -> RuleOutcome:
             citations=["POL-006 §1"],
             reason="the charge is not a plan charge, so there is no contracted price to compare with",
             confidence=0.5,
+            decided=False,
         )
     if f.overcharge <= 0:
         return RuleOutcome(
@@ -191,6 +197,7 @@ def _late_fee(f: DisputeFacts) -> RuleOutcome:
             citations=["POL-007 §1"],
             reason="the disputed charge is not a late fee",
             confidence=0.5,
+            decided=False,
         )
     if f.late_fees_prior_12m == 0 and f.standing == "good":
         amount = _refund_limit(f, f.charge_amount)
@@ -239,6 +246,7 @@ def _product_not_received(f: DisputeFacts) -> RuleOutcome:
         citations=["POL-001 §6"],
         reason="the charge has no fulfilment record to check",
         confidence=0.5,
+        decided=False,
     )
 
 
@@ -257,6 +265,7 @@ def _general(f: DisputeFacts) -> RuleOutcome:
         citations=["POL-008 §3", "POL-001 §7"],
         reason="a general complaint that no specific policy covers needs a reviewer's judgement",
         confidence=0.5,
+        decided=False,
     )
 
 

@@ -296,7 +296,9 @@ class VectorStoreResource(ConfigurableResource):
         when they are not is the filtered query paid for."""
         coll = self.collection(self.resolutions_collection)
         query_vector = [list(vector)] if vector is not None else self.embedder.encode([text])
-        nearest = self._case_hits(coll.query(query_embeddings=query_vector, n_results=OVERFETCH, include=["metadatas", "distances"]))
+        nearest = self._case_hits(
+            coll.query(query_embeddings=query_vector, n_results=max(OVERFETCH, k + 1), include=["metadatas", "distances"])
+        )
         nearest = [h for h in nearest if h.case_id != exclude_case_id]  # a dispute is not its own precedent
         if dispute_type is None:
             return nearest[:k]
@@ -327,6 +329,16 @@ class VectorStoreResource(ConfigurableResource):
             )
             for meta, dist in zip(result["metadatas"][0], result["distances"][0], strict=True)
         ]
+
+    def resolution_vectors(self, case_ids: Sequence[str]) -> dict[str, list[float]]:
+        """The stored vectors of these past cases (those the index holds), by case id."""
+        coll = self.collection(self.resolutions_collection)
+        found: dict[str, list[float]] = {}
+        for start in range(0, len(case_ids), CHROMA_MAX_BATCH):
+            page = coll.get(ids=list(case_ids[start : start + CHROMA_MAX_BATCH]), include=["embeddings"])
+            for case_id, vector in zip(page["ids"], page["embeddings"], strict=True):
+                found[case_id] = [float(x) for x in vector]
+        return found
 
     def resolution_models(self) -> dict[str, int]:
         """How many stored vectors each embedding model identity produced."""

@@ -7,12 +7,14 @@ import hashlib
 from decimal import Decimal
 from dataclasses import dataclass, field
 
+from dispute_platform.domain.calibration import ProposalCalibration, calibrate
 from dispute_platform.domain.caps import CapLimits, CapResult, evaluate_caps
 from dispute_platform.domain.facts import DisputeFacts, derive_facts
 from dispute_platform.domain.guardrails import GuardrailLimits, apply_guardrails
 from dispute_platform.domain.knowledge import POLICY_CATEGORIES, dispute_query_text
 from dispute_platform.domain.models import EnrichedContext, PolicyHit, ResolutionProposal, SimilarCase
 from dispute_platform.domain.precedent import apply_policy_rules
+from dispute_platform.domain.precedent_vote import PrecedentSettings
 from dispute_platform.domain.prompt import PROMPT_VERSION, BuiltPrompt, PromptBudget, build_prompt
 from dispute_platform.resources.llm import ProposalProvider
 from dispute_platform.resources.vectors import VectorStoreResource
@@ -25,6 +27,7 @@ class ProposalLimits:
     budget: PromptBudget = field(default_factory=PromptBudget)
     caps: CapLimits = field(default_factory=CapLimits)
     guardrails: GuardrailLimits = field(default_factory=GuardrailLimits)
+    precedent: PrecedentSettings = field(default_factory=PrecedentSettings)
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,9 @@ class ProposalOutcome:
     prompt: BuiltPrompt
     facts: DisputeFacts
     policies: list[PolicyHit]
-    cases: list[SimilarCase]
+    cases: list[SimilarCase]  # the similar cases the prompt shows
     caps: list[CapResult]
+    precedent: list[SimilarCase] = field(default_factory=list)  # every past case retrieved for the vote
 
     @property
     def within_caps(self) -> bool:
@@ -52,8 +56,10 @@ def retrieve(
     budget: PromptBudget,
     vector: list[float] | None = None,
     facts: DisputeFacts | None = None,
+    precedent_cases: int = 0,
 ) -> tuple[list[PolicyHit], list[SimilarCase]]:
-    """Top policies and similar past cases for a dispute.
+    """Top policies and similar past cases for a dispute: as many cases as the prompt shows or
+    the precedent vote needs (`precedent_cases`), whichever is more, most similar first.
 
     Policies: the sections the policy rules point at for this dispute's facts come first (a
     customer's words rarely resemble the remedy clause that decides their case), then the most
@@ -72,11 +78,10 @@ def retrieve(
         )
         taken = {p.citation for p in pinned}
         policies = pinned + [p for p in similar if p.citation not in taken][: budget.max_policies - len(pinned)]
+    k = max(budget.max_similar_cases, precedent_cases)
     cases = (
-        vectors.query_similar_cases(
-            text, k=budget.max_similar_cases, dispute_type=case.dispute_type, exclude_case_id=case.case_id, vector=vector
-        )
-        if budget.max_similar_cases
+        vectors.query_similar_cases(text, k=k, dispute_type=case.dispute_type, exclude_case_id=case.case_id, vector=vector)
+        if k
         else []
     )
     return policies, cases
@@ -95,11 +100,14 @@ def _ask(
     cases: list[SimilarCase],
     provider: ProposalProvider,
     db: Database,
+    calibration: ProposalCalibration | None = None,
 ) -> ResolutionProposal:
     """The provider's raw proposal, from the cache when an identical prompt was answered before.
     A cache hit costs nothing; failures are never cached."""
     if not provider.cacheable:
-        return provider.propose(context, facts, prompt, policies, cases)
+        if calibration is None:  # providers written before calibration existed take no such argument
+            return provider.propose(context, facts, prompt, policies, cases)
+        return provider.propose(context, facts, prompt, policies, cases, calibration=calibration)
     key = cache_key(provider, prompt)
     cached = db.transact(lambda cur: repo.cache_get(cur, key))
     if cached is not None:
@@ -121,18 +129,34 @@ def propose(
     limits: ProposalLimits,
     vector: list[float] | None = None,
     spent_before: Decimal = Decimal("0"),
+    calibration: ProposalCalibration | None = None,
 ) -> ProposalOutcome:
+    """`calibration` (workflow/calibration.py `load_calibration`): the history's base rate for the
+    precedent vote and the maps that turn a raw confidence into a calibrated one; without it
+    proposals keep their provider's confidence, marked uncalibrated."""
     facts = derive_facts(context)
-    policies, cases = retrieve(context, vectors, limits.budget, vector, facts)
+    policies, cases = retrieve(context, vectors, limits.budget, vector, facts, limits.precedent.cases)
     prompt = build_prompt(context, facts, policies, cases, limits.budget)
-    raw = _ask(context, facts, prompt, policies, cases, provider, db)
+    raw = calibrate(_ask(context, facts, prompt, policies, cases, provider, db, calibration), calibration)
     flags = list(raw.flags)
     if prompt.injection_flags:
         flags += ["injection_suspected", *(f"injection:{name}" for name in prompt.injection_flags)]
     if prompt.trimmed:
         flags.append("trimmed:" + ",".join(prompt.trimmed))
     proposal = apply_guardrails(raw.model_copy(update={"flags": flags}), context, limits.guardrails)
+    if proposal.action != raw.action and proposal.calibration is not None:
+        # The calibrated figure was for the action the provider chose, not the one the guardrails left.
+        proposal = proposal.model_copy(update={"confidence": proposal.raw_confidence, "calibration": None})
     caps = evaluate_caps(
         proposal, context.verdict.refundable_amount, context.verdict.disputed_amount, limits.caps, spent_before
     )
-    return ProposalOutcome(proposal=proposal, prompt=prompt, facts=facts, policies=policies, cases=cases, caps=caps)
+    shown = set(prompt.similar_case_ids)
+    return ProposalOutcome(
+        proposal=proposal,
+        prompt=prompt,
+        facts=facts,
+        policies=policies,
+        cases=[c for c in cases if c.case_id in shown],
+        caps=caps,
+        precedent=cases,
+    )

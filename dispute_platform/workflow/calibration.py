@@ -1,0 +1,182 @@
+"""Fit, store and load the proposal calibration (domain/calibration.py).
+
+- Precedent (`precedent:money_back`, `precedent:no_money`): a held-back sample of the past cases,
+  each put to the same vote a new dispute gets (the same retrieval from Chroma, itself excluded),
+  against what really happened to it. The history's money-back rate, which the vote balances
+  against, comes from the same fit.
+- Policy and model (`policy:*`, `model:*`): the proposals reviewers decided, right when approved
+  as proposed (decisions recorded by automation are left out: the platform must not learn from
+  itself).
+
+The `proposal_calibration` asset refits when the history changes; `propose` reads the newest fit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from dispute_platform.domain.calibration import (
+    ProposalCalibration,
+    calibration_key,
+    fit_isotonic,
+    is_held_back,
+    reliability_table,
+)
+from dispute_platform.domain.knowledge import HistoricalResolution
+from dispute_platform.domain.models import Action
+from dispute_platform.domain.precedent_vote import (
+    ESCALATE,
+    MONEY_BACK,
+    NO_MONEY,
+    PrecedentSettings,
+    Tally,
+    outcome_side,
+    raw_confidence,
+    tally,
+)
+from dispute_platform.resources.vectors import VectorStoreResource
+from dispute_platform.store import calibration as sql
+from dispute_platform.store.db import Database
+
+MAX_HELD_BACK = 2000  # past cases voted on per fit: enough for a stable map, a minute of queries at most
+
+
+@dataclass(frozen=True)
+class HeldBackVote:
+    case_id: str
+    truth: str  # money_back | no_money
+    vote: Tally
+
+
+def money_back_rate(records: Sequence[HistoricalResolution]) -> float | None:
+    sides = [outcome_side(r.action) for r in records]
+    decided = [s for s in sides if s in (MONEY_BACK, NO_MONEY)]
+    return sum(s == MONEY_BACK for s in decided) / len(decided) if decided else None
+
+
+def held_back_votes(
+    vectors: VectorStoreResource,
+    records: Sequence[HistoricalResolution],
+    settings: PrecedentSettings,
+    base_rate: float | None,
+    *,
+    embeddings: Mapping[str, Sequence[float]] | None = None,
+    max_held_back: int = MAX_HELD_BACK,
+) -> list[HeldBackVote]:
+    """The vote each held-back past case gets from the others (Chroma must hold `records`)."""
+    decided = [r for r in records if outcome_side(r.action) in (MONEY_BACK, NO_MONEY)]
+    share = min(1.0, max_held_back / len(decided)) if decided else 0.0
+    held = [r for r in decided if is_held_back(r.case_id, share)][:max_held_back]
+    stored = dict(embeddings) if embeddings is not None else vectors.resolution_vectors([r.case_id for r in held])
+    missing = [r for r in held if r.case_id not in stored]
+    if missing:  # not (yet) in the index: embed them here rather than leave them out
+        for record, vector in zip(missing, vectors.embedder.encode([r.embedding_text() for r in missing]), strict=True):
+            stored[record.case_id] = vector
+    votes = []
+    for record in held:
+        neighbours = vectors.query_similar_cases(
+            record.embedding_text(),
+            k=settings.cases,
+            dispute_type=record.dispute_type,
+            exclude_case_id=record.case_id,
+            vector=stored[record.case_id],
+        )
+        votes.append(HeldBackVote(case_id=record.case_id, truth=str(outcome_side(record.action)), vote=tally(neighbours, settings, base_rate)))
+    return votes
+
+
+def fit_calibration(
+    vectors: VectorStoreResource,
+    records: Sequence[HistoricalResolution],
+    settings: PrecedentSettings | None = None,
+    *,
+    reviewed: Sequence[Mapping[str, Any]] = (),
+    embeddings: Mapping[str, Sequence[float]] | None = None,
+    max_held_back: int = MAX_HELD_BACK,
+    fitted_at: datetime | None = None,
+) -> ProposalCalibration:
+    settings = settings or PrecedentSettings()
+    rate = money_back_rate(records)
+    votes = held_back_votes(vectors, records, settings, rate, embeddings=embeddings, max_held_back=max_held_back)
+    pairs: dict[str, tuple[list[float], list[bool]]] = {}
+    for held in votes:
+        if held.vote.side == ESCALATE:
+            continue  # thin or split: no proposal would be made, so nothing to calibrate
+        xs, ys = pairs.setdefault(f"precedent:{held.vote.side}", ([], []))
+        xs.append(raw_confidence(held.vote))
+        ys.append(held.vote.side == held.truth)
+    for row in reviewed:
+        basis = row.get("basis")
+        if basis not in ("policy", "model") or row.get("raw_confidence") is None:
+            continue
+        try:
+            key = calibration_key(basis, Action(row["action"]))
+        except ValueError:
+            continue
+        if key is None:
+            continue
+        xs, ys = pairs.setdefault(key, ([], []))
+        xs.append(float(row["raw_confidence"]))
+        ys.append(row["decision"] == "approved")
+    maps = {key: fitted for key, (xs, ys) in sorted(pairs.items()) if (fitted := fit_isotonic(key, xs, ys)) is not None}
+    return ProposalCalibration(
+        fitted_at=fitted_at or datetime.now(UTC),
+        money_back_rate=round(rate, 6) if rate is not None else None,
+        history_cases=len(records),
+        held_back=len(votes),
+        maps=maps,
+        reliability={key: reliability_table(xs, ys) for key, (xs, ys) in sorted(pairs.items())},
+    ).with_id()
+
+
+def load_calibration(db: Database) -> ProposalCalibration | None:
+    """The newest stored calibration, or None before the first fit."""
+    row = db.transact(sql.latest_calibration)
+    return ProposalCalibration.model_validate(row["calibration"]) if row is not None else None
+
+
+def read_history(db: Database) -> list[HistoricalResolution]:
+    from dispute_platform.workflow.knowledge import iter_history
+
+    return [record for page in iter_history(db) for record in page]
+
+
+def history_version(db: Database, vectors: VectorStoreResource) -> str:
+    """What a calibration depends on: the past cases and the model that embedded them."""
+    from dispute_platform.workflow.reembed import current_model_identity
+
+    digest, _ = db.transact(sql.history_version)
+    identity = current_model_identity(vectors.embedding_model)  # without loading the model
+    return hashlib.sha256(f"{digest}|{identity}".encode()).hexdigest()[:32]
+
+
+def stored_history_version(db: Database) -> str | None:
+    row = db.transact(sql.latest_calibration)
+    return row["history_version"] if row is not None else None
+
+
+def refit(
+    db: Database, vectors: VectorStoreResource, settings: PrecedentSettings | None = None, *, run_id: str | None = None
+) -> tuple[ProposalCalibration, str]:
+    """Fit from Postgres (history and reviews) and the Chroma index, store it; returns it and
+    the history version it was fitted on (read first: a change during the fit makes the next
+    check refit again, never the other way round)."""
+    version = history_version(db, vectors)
+    records = read_history(db)
+    reviewed = db.transact(sql.reviewed_proposals)
+    calibration = fit_calibration(vectors, records, settings, reviewed=reviewed)
+    db.transact(
+        lambda cur: sql.save_calibration(
+            cur,
+            calibration.model_dump(mode="json"),
+            history_version=version,
+            history_cases=calibration.history_cases,
+            held_back=calibration.held_back,
+            run_id=run_id,
+        )
+    )
+    return calibration, version
