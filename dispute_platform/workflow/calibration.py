@@ -38,9 +38,11 @@ from dispute_platform.domain.precedent_vote import (
     raw_confidence,
     tally,
 )
+from dispute_platform.domain.prompt import PromptBudget
 from dispute_platform.resources.vectors import VectorStoreResource
 from dispute_platform.store import calibration as sql
 from dispute_platform.store.db import Database
+from dispute_platform.workflow.propose import similar_cases
 
 MAX_HELD_BACK = 2000  # past cases voted on per fit: enough for a stable map, a minute of queries at most
 
@@ -66,6 +68,7 @@ def held_back_votes(
     *,
     embeddings: Mapping[str, Sequence[float]] | None = None,
     max_held_back: int = MAX_HELD_BACK,
+    shown: int = PromptBudget().max_similar_cases,
 ) -> list[HeldBackVote]:
     """The vote each held-back past case gets from the others (Chroma must hold `records`)."""
     decided = [r for r in records if outcome_side(r.action) in (MONEY_BACK, NO_MONEY)]
@@ -78,12 +81,8 @@ def held_back_votes(
             stored[record.case_id] = vector
     votes = []
     for record in held:
-        neighbours = vectors.query_similar_cases(
-            record.embedding_text(),
-            k=settings.cases,
-            dispute_type=record.dispute_type,
-            exclude_case_id=record.case_id,
-            vector=stored[record.case_id],
+        neighbours = similar_cases(
+            vectors, record.embedding_text(), stored[record.case_id], record.dispute_type, record.case_id, shown, settings.cases
         )
         votes.append(HeldBackVote(case_id=record.case_id, truth=str(outcome_side(record.action)), vote=tally(neighbours, settings, base_rate)))
     return votes

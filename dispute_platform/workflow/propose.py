@@ -58,8 +58,8 @@ def retrieve(
     facts: DisputeFacts | None = None,
     precedent_cases: int = 0,
 ) -> tuple[list[PolicyHit], list[SimilarCase]]:
-    """Top policies and similar past cases for a dispute: as many cases as the prompt shows or
-    the precedent vote needs (`precedent_cases`), whichever is more, most similar first.
+    """Top policies and similar past cases for a dispute: the cases the prompt shows first, then
+    the rest of the `precedent_cases` the precedent vote weighs (`similar_cases`).
 
     Policies: the sections the policy rules point at for this dispute's facts come first (a
     customer's words rarely resemble the remedy clause that decides their case), then the most
@@ -78,13 +78,27 @@ def retrieve(
         )
         taken = {p.citation for p in pinned}
         policies = pinned + [p for p in similar if p.citation not in taken][: budget.max_policies - len(pinned)]
-    k = max(budget.max_similar_cases, precedent_cases)
-    cases = (
-        vectors.query_similar_cases(text, k=k, dispute_type=case.dispute_type, exclude_case_id=case.case_id, vector=vector)
-        if k
-        else []
-    )
+    cases = similar_cases(vectors, text, vector, case.dispute_type, case.case_id, budget.max_similar_cases, precedent_cases)
     return policies, cases
+
+
+def similar_cases(
+    vectors: VectorStoreResource,
+    text: str,
+    vector: list[float] | None,
+    dispute_type: str,
+    exclude_case_id: str,
+    shown: int,
+    vote: int,
+) -> list[SimilarCase]:
+    """The cases the prompt shows (the `shown` most similar of the type) first, then the rest of
+    the precedent vote's cases. The calibration fit retrieves through here too, so a held-back
+    past case is voted on exactly as a new dispute is."""
+    if not shown and not vote:
+        return []
+    first, voters = vectors.query_cases(text, shown, vote, dispute_type=dispute_type, exclude_case_id=exclude_case_id, vector=vector)
+    taken = {c.case_id for c in first}
+    return first + [c for c in voters if c.case_id not in taken]
 
 
 def cache_key(provider: ProposalProvider, prompt: BuiltPrompt) -> str:
