@@ -1,7 +1,10 @@
-"""The offline proposal engine: the company's policy rules, weighed against similar past cases.
+"""The offline proposal engine's first half: the company's policy rules, over a dispute's facts.
 
-It is deterministic and costs nothing. It says so in every proposal it makes: its reasoning
-begins with "Rules engine (not a model)", and its model name is `precedent-rules`.
+Rules first, precedent next: where the records settle a dispute the rules decide it, and similar
+past cases only nudge the confidence (`weigh_precedent`); where they cannot (`RuleOutcome.decided`
+is False), the engine follows the vote of similar past cases (domain/precedent_vote.py). It is
+deterministic and costs nothing, and says so in every proposal it makes: its reasoning begins with
+"Rules engine (not a model)", and its model name is `precedent-rules`.
 """
 
 from __future__ import annotations
