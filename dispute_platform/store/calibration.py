@@ -23,6 +23,17 @@ def history_version(cur) -> tuple[str, int]:
     return hashlib.sha256(text.encode()).hexdigest()[:16], int(row["n"])
 
 
+def history_counts(cur) -> dict[str, int]:
+    """Past cases, and those with a money-back or a no-money outcome (the vote's base rate)."""
+    cur.execute(
+        """SELECT COUNT(*) AS cases,
+                  COUNT(*) FILTER (WHERE record->>'action' IN ('full_refund', 'partial_refund', 'credit')) AS money_back,
+                  COUNT(*) FILTER (WHERE record->>'action' IN ('full_refund', 'partial_refund', 'credit', 'deny')) AS decided
+             FROM historical_resolutions"""
+    )
+    return {k: int(v) for k, v in cur.fetchone().items()}
+
+
 def save_calibration(
     cur, calibration: dict[str, Any], *, history_version: str, history_cases: int, held_back: int, run_id: str | None
 ) -> int:

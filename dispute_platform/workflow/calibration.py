@@ -14,7 +14,7 @@ The `proposal_calibration` asset refits when the history changes; `propose` read
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -54,26 +54,44 @@ class HeldBackVote:
     vote: Tally
 
 
-def money_back_rate(records: Sequence[HistoricalResolution]) -> float | None:
+@dataclass(frozen=True)
+class HistorySample:
+    """What a fit needs from the history: its size, its money-back rate, and the held-back cases
+    (streamed from Postgres page by page, so memory stays flat however long the history is)."""
+
+    cases: int
+    money_back_rate: float | None
+    held: list[HistoricalResolution]
+
+
+def _decided(record: HistoricalResolution) -> bool:
+    return outcome_side(record.action) in (MONEY_BACK, NO_MONEY)
+
+
+def sample_history(pages: Iterable[Iterable[HistoricalResolution]], cases: int, money_back: int, decided: int,
+                   max_held_back: int = MAX_HELD_BACK) -> HistorySample:  # fmt: skip
+    """The held-back sample: about `max_held_back` decided cases, chosen by a digest of the id."""
+    share = min(1.0, max_held_back / decided) if decided else 0.0
+    held = [r for page in pages for r in page if _decided(r) and is_held_back(r.case_id, share)][:max_held_back]
+    return HistorySample(cases=cases, money_back_rate=money_back / decided if decided else None, held=held)
+
+
+def sample_records(records: Sequence[HistoricalResolution], max_held_back: int = MAX_HELD_BACK) -> HistorySample:
     sides = [outcome_side(r.action) for r in records]
-    decided = [s for s in sides if s in (MONEY_BACK, NO_MONEY)]
-    return sum(s == MONEY_BACK for s in decided) / len(decided) if decided else None
+    decided = sum(s in (MONEY_BACK, NO_MONEY) for s in sides)
+    return sample_history([records], len(records), sum(s == MONEY_BACK for s in sides), decided, max_held_back)
 
 
 def held_back_votes(
     vectors: VectorStoreResource,
-    records: Sequence[HistoricalResolution],
+    sample: HistorySample,
     settings: PrecedentSettings,
-    base_rate: float | None,
     *,
     embeddings: Mapping[str, Sequence[float]] | None = None,
-    max_held_back: int = MAX_HELD_BACK,
     shown: int = PromptBudget().max_similar_cases,
 ) -> list[HeldBackVote]:
-    """The vote each held-back past case gets from the others (Chroma must hold `records`)."""
-    decided = [r for r in records if outcome_side(r.action) in (MONEY_BACK, NO_MONEY)]
-    share = min(1.0, max_held_back / len(decided)) if decided else 0.0
-    held = [r for r in decided if is_held_back(r.case_id, share)][:max_held_back]
+    """The vote each held-back past case gets from the others (Chroma holds the history)."""
+    held = sample.held
     stored = dict(embeddings) if embeddings is not None else vectors.resolution_vectors([r.case_id for r in held])
     missing = [r for r in held if r.case_id not in stored]
     if missing:  # not (yet) in the index: embed them here rather than leave them out
@@ -84,13 +102,14 @@ def held_back_votes(
         neighbours = similar_cases(
             vectors, record.embedding_text(), stored[record.case_id], record.dispute_type, record.case_id, shown, settings.cases
         )
-        votes.append(HeldBackVote(case_id=record.case_id, truth=str(outcome_side(record.action)), vote=tally(neighbours, settings, base_rate)))
+        vote = tally(neighbours, settings, sample.money_back_rate)
+        votes.append(HeldBackVote(case_id=record.case_id, truth=str(outcome_side(record.action)), vote=vote))
     return votes
 
 
 def fit_calibration(
     vectors: VectorStoreResource,
-    records: Sequence[HistoricalResolution],
+    records: Sequence[HistoricalResolution] | HistorySample,
     settings: PrecedentSettings | None = None,
     *,
     reviewed: Sequence[Mapping[str, Any]] = (),
@@ -98,9 +117,11 @@ def fit_calibration(
     max_held_back: int = MAX_HELD_BACK,
     fitted_at: datetime | None = None,
 ) -> ProposalCalibration:
+    """The calibration of `records` (the whole history, or a sample already drawn from it) and
+    the reviewed proposals (`store.calibration.reviewed_proposals` rows)."""
     settings = settings or PrecedentSettings()
-    rate = money_back_rate(records)
-    votes = held_back_votes(vectors, records, settings, rate, embeddings=embeddings, max_held_back=max_held_back)
+    sample = records if isinstance(records, HistorySample) else sample_records(records, max_held_back)
+    votes = held_back_votes(vectors, sample, settings, embeddings=embeddings)
     pairs: dict[str, tuple[list[float], list[bool]]] = {}
     for held in votes:
         if held.vote.side == ESCALATE:
@@ -122,10 +143,11 @@ def fit_calibration(
         xs.append(float(row["raw_confidence"]))
         ys.append(row["decision"] == "approved")
     maps = {key: fitted for key, (xs, ys) in sorted(pairs.items()) if (fitted := fit_isotonic(key, xs, ys)) is not None}
+    rate = sample.money_back_rate
     return ProposalCalibration(
         fitted_at=fitted_at or datetime.now(UTC),
         money_back_rate=round(rate, 6) if rate is not None else None,
-        history_cases=len(records),
+        history_cases=sample.cases,
         held_back=len(votes),
         maps=maps,
         reliability={key: reliability_table(xs, ys) for key, (xs, ys) in sorted(pairs.items())},
@@ -138,10 +160,12 @@ def load_calibration(db: Database) -> ProposalCalibration | None:
     return ProposalCalibration.model_validate(row["calibration"]) if row is not None else None
 
 
-def read_history(db: Database) -> list[HistoricalResolution]:
+def read_sample(db: Database, max_held_back: int = MAX_HELD_BACK) -> HistorySample:
+    """The held-back sample of the history in Postgres, streamed (see `HistorySample`)."""
     from dispute_platform.workflow.knowledge import iter_history
 
-    return [record for page in iter_history(db) for record in page]
+    counts = db.transact(sql.history_counts)
+    return sample_history(iter_history(db), counts["cases"], counts["money_back"], counts["decided"], max_held_back)
 
 
 def history_version(db: Database, vectors: VectorStoreResource) -> str:
@@ -165,9 +189,9 @@ def refit(
     the history version it was fitted on (read first: a change during the fit makes the next
     check refit again, never the other way round)."""
     version = history_version(db, vectors)
-    records = read_history(db)
+    sample = read_sample(db)
     reviewed = db.transact(sql.reviewed_proposals)
-    calibration = fit_calibration(vectors, records, settings, reviewed=reviewed)
+    calibration = fit_calibration(vectors, sample, settings, reviewed=reviewed)
     db.transact(
         lambda cur: sql.save_calibration(
             cur,

@@ -129,3 +129,17 @@ def test_the_held_back_sample_is_deterministic_and_about_its_share():
     assert held == [i for i in ids if is_held_back(i, 0.25)]
     assert 850 < len(held) < 1150
     assert all(is_held_back(i, 1.0) for i in ids[:10]) and not any(is_held_back(i, 0.0) for i in ids[:10])
+
+
+def test_the_history_sample_is_bounded_and_keeps_the_whole_historys_rate():
+    from dispute_platform.domain.knowledge import HistoricalResolution
+    from dispute_platform.workflow.calibration import sample_records
+
+    actions = ["deny", "deny", "deny", "full_refund", "escalate"]
+    records = [HistoricalResolution(case_id=f"H{i}", dispute_type="general", action=actions[i % 5]) for i in range(5000)]
+    sample = sample_records(records, max_held_back=300)
+    assert sample.cases == 5000 and sample.money_back_rate == pytest.approx(0.25)
+    assert 200 < len(sample.held) <= 300 and all(r.action != "escalate" for r in sample.held)
+    assert sample_records(records, max_held_back=300).held == sample.held  # the same cases every time
+    everything = sample_records(records[:50], max_held_back=300)
+    assert len(everything.held) == 40  # a small history: every case with an outcome is held back
