@@ -19,7 +19,7 @@ from dispute_platform.assets.disputes import (
     resolution_embedding,
     review_decision,
 )
-from dispute_platform.assets.knowledge import company_policies, historical_resolutions
+from dispute_platform.assets.knowledge import company_policies, historical_resolutions, proposal_calibration
 from dispute_platform.checks import cap_checks
 from dispute_platform.resources.email import OutboxEmail, SmtpEmail
 from dispute_platform.resources.limits import Limits
@@ -94,6 +94,7 @@ defs = Definitions(
         resolution_embedding,
         company_policies,
         historical_resolutions,
+        proposal_calibration,
         *operations_assets,
     ],
     asset_checks=cap_checks,

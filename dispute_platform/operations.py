@@ -1,5 +1,5 @@
-"""Operations automation: the re-embedding backfill (weekly schedule, model-change sensor) and the
-daily cost report.
+"""Operations automation: the re-embedding backfill (weekly schedule, model-change sensor), the
+refit of the proposal calibration when the history changes, and the daily cost report.
 
 A re-embedding run carries a range of consecutive hash buckets (partition range tags), at most
 `REEMBED_BUCKETS_PER_RUN` of them, like a backfill launched from the UI under the asset's
@@ -23,12 +23,14 @@ from dagster import (
     sensor,
 )
 
+from dispute_platform.assets.knowledge import proposal_calibration
 from dispute_platform.assets.reports import cost_report
 from dispute_platform.assets.resolution_index import resolution_buckets, resolution_index
 from dispute_platform.domain.reembed import BucketRange, all_buckets, run_ranges, stale_fingerprint
 from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.resources.vectors import VectorStoreResource
 from dispute_platform.settings import get_settings
+from dispute_platform.workflow.calibration import history_version, stored_history_version
 from dispute_platform.workflow.reembed import changed_model_counts, current_model_identity
 
 RANGE_START = "dagster/asset_partition_range_start"
@@ -45,6 +47,10 @@ reembed_job = define_asset_job(
     description="Re-embed past cases into Chroma, a range of hash buckets per run.",
 )
 cost_report_job = define_asset_job("cost_report_job", selection=[cost_report], description="Rebuild the LLM cost report.")
+calibration_job = define_asset_job(
+    "calibration_job", selection=[proposal_calibration], description="Refit the calibration of proposal confidence."
+)
+CALIBRATION_SENSOR_INTERVAL_SECONDS = 300
 
 
 def reembed_run_requests(ranges: list[BucketRange], *, only_stale: bool, trigger: str, key_prefix: str) -> list[RunRequest]:
@@ -103,6 +109,25 @@ def embedding_model_sensor(context: SensorEvaluationContext, postgres: PostgresR
     )
 
 
+@sensor(
+    name="calibration_sensor",
+    job=calibration_job,
+    minimum_interval_seconds=CALIBRATION_SENSOR_INTERVAL_SECONDS,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Refits proposal_calibration when the past cases in Postgres (or the embedding model) changed since "
+    "the newest stored fit: new imports and executed resolutions change what precedent means.",
+)
+def calibration_sensor(context: SensorEvaluationContext, postgres: PostgresResource, vectors: VectorStoreResource):
+    current = history_version(postgres.db, vectors)
+    if stored_history_version(postgres.db) == current:
+        return SkipReason(f"the newest calibration was fitted on the current history ({current})")
+    active = context.instance.get_runs_count(RunsFilter(statuses=IN_PROGRESS, tags={STEP_TAG: "reembed"}))
+    if active:  # the index is being rewritten: fit on it once it is whole
+        return SkipReason(f"history changed; waiting for {active} re-embedding run(s) under way")
+    # The run key names the history version: one fit per version of the history.
+    return RunRequest(run_key=f"calibration:{current}", tags={STEP_TAG: "calibration", TRIGGER_TAG: "history_change"})
+
+
 daily_cost_report = ScheduleDefinition(
     name="daily_cost_report",
     job=cost_report_job,
@@ -113,6 +138,6 @@ daily_cost_report = ScheduleDefinition(
 )
 
 operations_assets = [resolution_index, cost_report]
-operations_jobs = [reembed_job, cost_report_job]
+operations_jobs = [reembed_job, cost_report_job, calibration_job]
 operations_schedules = [weekly_reembedding, daily_cost_report]
-operations_sensors = [embedding_model_sensor]
+operations_sensors = [embedding_model_sensor, calibration_sensor]

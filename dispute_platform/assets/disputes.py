@@ -39,6 +39,7 @@ from dispute_platform.resources.sqs import SQSResource
 from dispute_platform.resources.vectors import VectorStoreResource
 from dispute_platform.settings import get_settings
 from dispute_platform.store import repo
+from dispute_platform.workflow.calibration import load_calibration
 from dispute_platform.workflow.enrich import CaseMissing, Providers, enrich_event
 from dispute_platform.workflow.notify import notify_reviewers
 from dispute_platform.workflow.propose import ProposalOutcome, propose, query_text
@@ -246,7 +247,8 @@ def proposal_markdown(outcome: ProposalOutcome, version: int) -> str:
         or "- none"
     )
     return (
-        f"### v{version}: {p.action.value} {p.amount} {p.currency} (confidence {p.confidence:.2f})\n\n"
+        f"### v{version}: {p.action.value} {p.amount} {p.currency} (confidence {p.confidence:.2f}"
+        f"{'' if p.calibration else ', uncalibrated'}; basis {p.basis})\n\n"
         f"{p.reasoning}\n\n**Cited:** {', '.join(p.cited_policies) or 'none'}\n\n"
         f"**Policies retrieved**\n{policies}\n\n**Similar cases**\n{cases}\n\n"
         f"**Flags:** {', '.join(p.flags) or 'none'}"
@@ -282,6 +284,7 @@ def ai_proposal(
     proposal_limits = limits.proposal_limits()
     settings = get_settings()
     contexts = {k: load_context(states[k]) for k in todo}
+    calibration = load_calibration(db) if todo else None  # the newest fit (proposal_calibration asset)
     # One encoder call for the whole batch: far cheaper than one per dispute.
     vectors_by_key = dict(zip(todo, vectors.embedder.encode([query_text(contexts[k]) for k in todo]), strict=True))
     totals = {"proposed": 0, "blocked": 0, "refused": 0, "skipped": len(keys) - len(todo), "cost_usd": Decimal("0")}
@@ -290,7 +293,8 @@ def ai_proposal(
         started = time.perf_counter()
         try:
             spent = Decimal(states[key]["llm_cost"] or 0)
-            outcome = propose(contexts[key], vectors, proposer, db, proposal_limits, vectors_by_key[key], spent)
+            outcome = propose(contexts[key], vectors, proposer, db, proposal_limits, vectors_by_key[key], spent,
+                              calibration=calibration)  # fmt: skip
             return key, outcome, started
         except Exception as exc:  # noqa: BLE001 - recorded per dispute, re-raised below
             return key, exc, started

@@ -10,6 +10,7 @@ from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.resources.vectors import VectorStoreResource
 from dispute_platform.settings import get_settings
 from dispute_platform.store import repo
+from dispute_platform.workflow.calibration import refit
 from dispute_platform.workflow.knowledge import embed_history, load_policies, load_seed_history
 
 GROUP = "knowledge"
@@ -66,5 +67,42 @@ def historical_resolutions(
             "collection_size": vectors.count(vectors.resolutions_collection),
             "embedding_model": vectors.embedder.identity,
             "by_source_and_type": MetadataValue.md("| source | type | cases |\n|---|---|---|\n" + table),
+        }
+    )
+
+
+@asset(
+    group_name=GROUP,
+    kinds={"postgres", "chroma"},
+    deps=[historical_resolutions],
+    description="Calibration of proposal confidence, refitted from the past cases in Postgres historical_resolutions "
+    "(a held-back sample put to the precedent vote, isotonic map per side) and from reviewers' decisions; stored in "
+    "Postgres proposal_calibrations, where every proposal reads the newest fit. The calibration_sensor refits it "
+    "whenever the history (or the embedding model) changes.",
+)
+def proposal_calibration(context: AssetExecutionContext, postgres: PostgresResource, vectors: VectorStoreResource) -> MaterializeResult:
+    calibration, version = refit(postgres.db, vectors, run_id=context.run_id)
+    maps = "\n".join(
+        f"| {key} | {m.n} | {m.rate:.2f} | " + ", ".join(f"{lo:.2f}-{hi:.2f}: {v:.2f}" for lo, hi, v in zip(m.lows, m.highs, m.values, strict=True)) + " |"
+        for key, m in calibration.maps.items()
+    )
+    reliability = "\n".join(
+        f"| {key} | {row.band} | {row.n} | {row.mean_confidence if row.mean_confidence is not None else ''} | "
+        f"{row.accuracy if row.accuracy is not None else ''} |"
+        for key, rows in calibration.reliability.items()
+        for row in rows
+        if row.n
+    )
+    return MaterializeResult(
+        metadata={
+            "calibration_id": calibration.calibration_id,
+            "history_version": version,
+            "history_cases": calibration.history_cases,
+            "held_back": calibration.held_back,
+            "money_back_rate": calibration.money_back_rate,
+            "maps": MetadataValue.md("| key | outcomes | rate right | raw -> calibrated |\n|---|---|---|---|\n" + maps),
+            "raw_reliability": MetadataValue.md(
+                "| key | raw confidence | n | mean | accuracy |\n|---|---|---|---|---|\n" + reliability
+            ),
         }
     )

@@ -79,6 +79,12 @@ def evaluate_command(
         f"accuracy {pct(m['accuracy'])} (majority baseline {pct(base['accuracy'])}), balanced accuracy "
         f"{pct(m['balanced_accuracy'])} (baseline {pct(base['balanced_accuracy'])}), escalation rate {pct(m['escalation_rate'])}"
     )
+    knn = report.get("knn_baseline")
+    if knn:
+        console.print(
+            f"kNN baseline (k={knn['k']}): accuracy {pct(knn['accuracy'])}, balanced accuracy {pct(knn['balanced_accuracy'])}; "
+            f"accuracy on the {m['decided']} decided disputes {pct(m['accuracy_on_decided'])}"
+        )
     tokens, wb = report["tokens"]["input"], report["would_be_cost_usd"]
     console.print(
         f"input tokens mean {tokens['mean']} p95 {tokens['p95']} max {tokens['max']}; would-be {wb['model']} cost "

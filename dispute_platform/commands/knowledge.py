@@ -1,6 +1,7 @@
 """The knowledge steps of `setup` and `run`, with counted progress: clear the Chroma collections
-(on `setup --reset`), and materialise `company_policies` + `historical_resolutions` in a Dagster
-run while a bar counts the past cases embedded by the current model (a SQL count)."""
+(on `setup --reset`), and materialise `company_policies` + `historical_resolutions` (then
+`proposal_calibration`, fitted on them, so the first proposals are already calibrated) in a
+Dagster run while a bar counts the past cases embedded by the current model (a SQL count)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from rich.console import Console
 from dispute_platform.commands.progress import watch
 from dispute_platform.settings import REPO_ROOT, get_settings
 
-KNOWLEDGE_SELECTION = "company_policies,historical_resolutions"
+KNOWLEDGE_SELECTION = "company_policies,historical_resolutions,proposal_calibration"
 
 
 def clear_chroma(console: Console) -> list[str]:

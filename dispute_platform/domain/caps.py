@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from dispute_platform.domain.guardrails import GuardrailLimits
 from dispute_platform.domain.models import ResolutionProposal
+from dispute_platform.domain.precedent_vote import PrecedentSettings
 from dispute_platform.domain.prompt import PromptBudget
 
 
@@ -26,6 +27,7 @@ class ProposalLimits:
     budget: PromptBudget = field(default_factory=PromptBudget)
     caps: CapLimits = field(default_factory=CapLimits)
     guardrails: GuardrailLimits = field(default_factory=GuardrailLimits)
+    precedent: PrecedentSettings = field(default_factory=PrecedentSettings)
 
 
 class CapResult(BaseModel):

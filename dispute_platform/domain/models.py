@@ -375,13 +375,24 @@ class SimilarCase(BaseModel):
     source: str = "seed"
 
 
+# What determined a proposal's action: the policy rules deciding from the records, the outcomes
+# of similar past cases, a language model, or nothing (an escalation for want of a decision, a
+# failed model call, or a proposal stored before this field existed).
+ProposalBasis = Literal["policy", "precedent", "model", "none"]
+
+
 class ResolutionProposal(BaseModel):
     """What a provider proposes, after the guardrails have had their say."""
 
     action: Action
     amount: Money = Decimal("0")
     currency: Currency = "USD"
+    # Calibrated (the probability the outcome is right, learnt from history) when `calibration`
+    # names the fit that was applied; otherwise the provider's own figure, kept in `raw_confidence`.
     confidence: float = Field(ge=0, le=1)
+    basis: ProposalBasis = "none"
+    raw_confidence: float | None = Field(default=None, ge=0, le=1)
+    calibration: str | None = Field(default=None, description="Id of the calibration applied; None: uncalibrated.")
     reasoning: str
     cited_policies: list[str] = Field(default_factory=list)
     similar_cases: list[str] = Field(default_factory=list)

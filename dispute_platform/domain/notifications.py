@@ -55,7 +55,7 @@ Disputed     {disputed} {currency}
 Description  {mask_pii(description)[:600]}
 
 Proposal v{version}: {proposal.action.value} {proposal.amount} {currency}
-Confidence   {proposal.confidence:.2f}   by {proposal.provider} / {proposal.model}
+Confidence   {proposal.confidence:.2f} ({'calibrated' if proposal.calibration else 'uncalibrated'}; decided by {proposal.basis})   by {proposal.provider} / {proposal.model}
 Reasoning    {proposal.reasoning}
 Flags        {flags}
 Cost         ${proposal.cost_usd} ({proposal.input_tokens} tokens in, {proposal.output_tokens} out)

@@ -1,7 +1,10 @@
-"""The offline proposal engine: the company's policy rules, weighed against similar past cases.
+"""The offline proposal engine's first half: the company's policy rules, over a dispute's facts.
 
-It is deterministic and costs nothing. It says so in every proposal it makes: its reasoning
-begins with "Rules engine (not a model)", and its model name is `precedent-rules`.
+Rules first, precedent next: where the records settle a dispute the rules decide it, and similar
+past cases only nudge the confidence (`weigh_precedent`); where they cannot (`RuleOutcome.decided`
+is False), the engine follows the vote of similar past cases (domain/precedent_vote.py). It is
+deterministic and costs nothing, and says so in every proposal it makes: its reasoning begins with
+"Rules engine (not a model)", and its model name is `precedent-rules`.
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ class RuleOutcome(BaseModel):
     citations: list[str]
     reason: str
     confidence: float = Field(ge=0, le=1)
+    # False when the records cannot settle the dispute (no record to check, a general complaint):
+    # the rules escalate, and the engine looks to precedent instead (domain/precedent_vote.py).
+    # A policy that itself demands a person (an unauthorized charge) has decided: True.
+    decided: bool = True
 
 
 def outage_credit_share(hours: Decimal) -> Decimal:
@@ -84,6 +91,7 @@ def _service_outage(f: DisputeFacts) -> RuleOutcome:
             citations=["POL-003 §3"],
             reason="no subscription on record, so no monthly fee to base a credit on",
             confidence=0.5,
+            decided=False,
         )
     hours = f.outage_hours or ZERO
     share = outage_credit_share(hours)
@@ -166,6 +174,7 @@ def _wrong_amount(f: DisputeFacts) -> RuleOutcome:
             citations=["POL-006 §1"],
             reason="the charge is not a plan charge, so there is no contracted price to compare with",
             confidence=0.5,
+            decided=False,
         )
     if f.overcharge <= 0:
         return RuleOutcome(
@@ -191,6 +200,7 @@ def _late_fee(f: DisputeFacts) -> RuleOutcome:
             citations=["POL-007 §1"],
             reason="the disputed charge is not a late fee",
             confidence=0.5,
+            decided=False,
         )
     if f.late_fees_prior_12m == 0 and f.standing == "good":
         amount = _refund_limit(f, f.charge_amount)
@@ -239,6 +249,7 @@ def _product_not_received(f: DisputeFacts) -> RuleOutcome:
         citations=["POL-001 §6"],
         reason="the charge has no fulfilment record to check",
         confidence=0.5,
+        decided=False,
     )
 
 
@@ -257,6 +268,7 @@ def _general(f: DisputeFacts) -> RuleOutcome:
         citations=["POL-008 §3", "POL-001 §7"],
         reason="a general complaint that no specific policy covers needs a reviewer's judgement",
         confidence=0.5,
+        decided=False,
     )
 
 

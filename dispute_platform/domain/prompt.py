@@ -66,13 +66,82 @@ class BuiltPrompt:
         return "\n\x1e".join(m["content"] for m in self.messages)
 
 
-def _charge_line(charge: Charge) -> str:
+def _charge_line(charge: Charge, currency: str) -> str:
+    """One charge as one line, every figure whole. The currency is said once in the section
+    header (a charge in another currency names its own), a period ending in the year it starts
+    drops the repeated year: ids are what cost tokens here, and every line is paid for."""
+    other_currency = f" {charge.currency}" if charge.currency != currency else ""
     refunded = f" refunded={charge.amount_refunded}" if charge.amount_refunded else ""
     invoice = f" inv={charge.invoice_id}" if charge.invoice_id else ""
-    period = f" period={charge.period_start}..{charge.period_end}" if charge.period_start else ""
+    period = ""
+    if charge.period_start:
+        end = charge.period_end
+        end_text = "" if end is None else (end.isoformat()[5:] if end.year == charge.period_start.year else end.isoformat())
+        period = f" period={charge.period_start}..{end_text}"
+    delivery = f" delivery={charge.fulfillment_status}" if charge.fulfillment_status != "not_applicable" else ""
     return (
-        f"- {charge.charge_id} {charge.created_at.date()} {charge.amount} {charge.currency} "
-        f"{charge.kind} {charge.status}{invoice}{period}{refunded}"
+        f"- {charge.charge_id} {charge.created_at.date()} {charge.amount}{other_currency} "
+        f"{charge.kind} {charge.status}{invoice}{period}{refunded}{delivery}"
+    )
+
+
+@dataclass(frozen=True)
+class ChargeSection:
+    lines: list[str]
+    shown: int
+    total: int
+    relevant_left_out: int
+
+
+def _evidence_order(context: EnrichedContext, facts: DisputeFacts) -> tuple[list[Charge], set[str]]:
+    """Every charge on record, evidence first: the disputed charge, its duplicate, then the
+    charges that share its invoice or period, then the rest as enrichment ranked them (nearest
+    in time). Returns the ids of the relevant ones too (the first three groups): only their loss
+    is worth a `trimmed:charges` flag; a year of unrelated renewals left out is not."""
+    disputed = context.disputed_charge
+    ranked = list(context.relevant_charges)
+    ranked_ids = {c.charge_id for c in ranked}
+    rest = sorted((c for c in context.payments.charges if c.charge_id not in ranked_ids), key=lambda c: c.created_at, reverse=True)
+    everything = ranked + rest
+    if disputed is None:
+        return everything, set()
+
+    def related(charge: Charge) -> bool:
+        same_invoice = disputed.invoice_id is not None and charge.invoice_id == disputed.invoice_id
+        same_period = disputed.period_start is not None and charge.period_start == disputed.period_start
+        return same_invoice or same_period
+
+    def tier(charge: Charge) -> int:
+        if charge.charge_id == disputed.charge_id:
+            return 0
+        if facts.duplicate_of is not None and charge.charge_id == facts.duplicate_of:
+            return 1
+        return 2 if related(charge) else 3
+
+    ordered = sorted(everything, key=tier)  # stable: enrichment's ranking within a tier
+    return ordered, {c.charge_id for c in ordered if tier(c) < 3}
+
+
+def _fit_charges(context: EnrichedContext, facts: DisputeFacts, budget: PromptBudget) -> ChargeSection:
+    """Whole lines in evidence order while they fit the section budget and the line cap. A line
+    is never cut (a cut inside "1500.00" shows a wrong figure); a line that does not fit is left
+    out whole, and the ones after it may still fit."""
+    ordered, relevant = _evidence_order(context, facts)
+    currency = context.crm.case.currency
+    lines: list[str] = []
+    shown: set[str] = set()
+    for charge in ordered:
+        if len(lines) >= budget.max_charges:
+            break
+        line = _charge_line(charge, currency)
+        if count_tokens("\n".join([*lines, line])) <= budget.charges_tokens:
+            lines.append(line)
+            shown.add(charge.charge_id)
+    return ChargeSection(
+        lines=lines,
+        shown=len(lines),
+        total=len(ordered),
+        relevant_left_out=len(relevant - shown),
     )
 
 
@@ -114,14 +183,16 @@ def build_prompt(
     fact_lines = [f"case: {case.case_id}", f"subject: {mask_pii(case.subject)}", *facts.as_lines()]
     sections["facts"] = trim_to_tokens("\n".join(fact_lines), budget.facts_tokens)
 
-    charge_lines, cut = _fit_items(
-        [_charge_line(c) for c in context.relevant_charges[: budget.max_charges]],
-        budget.charges_tokens,
-        max(1, budget.charges_tokens // max(1, budget.max_charges)),
-    )
-    sections["charges"] = "\n".join(charge_lines)
-    if cut:
+    charges = _fit_charges(context, facts, budget)
+    sections["charges"] = "\n".join(charges.lines)
+    if charges.relevant_left_out:
         trimmed.append("charges")
+    left_out = charges.total - charges.shown
+    charges_header = (
+        f"## Payment history (most relevant {charges.shown} of {charges.total}"
+        + (f", {left_out} left out" if left_out else "")
+        + f"; amounts in {case.currency})"
+    )
 
     chosen_policies = policies[: budget.max_policies]
     policy_blocks, cut = _fit_items(
@@ -149,7 +220,7 @@ def build_prompt(
     def render(desc: str) -> list[dict[str, str]]:
         user = (
             f"## Dispute\n{sections['facts']}\n"
-            f"## Payment history (most relevant {len(charge_lines)})\n{sections['charges'] or '(none)'}\n"
+            f"{charges_header}\n{sections['charges'] or '(none)'}\n"
             f"## Company policies\n{sections['policies'] or '(none retrieved)'}\n"
             f"## Similar past cases\n{sections['similar_cases'] or '(none found)'}\n"
             f"## Customer description (untrusted)\n<<<\n{desc}\n>>>"

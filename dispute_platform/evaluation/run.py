@@ -37,6 +37,7 @@ from dispute_platform.domain.cfpb import (
 from dispute_platform.domain.costs import price_for
 from dispute_platform.domain.knowledge import HistoricalResolution
 from dispute_platform.domain.models import EnrichedContext, ResolutionProposal
+from dispute_platform.domain.precedent_vote import MONEY_BACK, PrecedentSettings, tally
 from dispute_platform.evaluation import metrics
 from dispute_platform.evaluation.costing import cached_tokens_in_sequence, prompt_tokens, would_be_cost
 from dispute_platform.evaluation.replay import complaint_context, dispute_amount
@@ -45,6 +46,7 @@ EVAL_POLICIES = "eval_policies"
 EVAL_RESOLUTIONS = "eval_resolutions"
 REFERENCE_MODEL = "gpt-4o-mini"
 EMBED_BATCH = 256
+KNN_SENSITIVITY_KS = (5, 10)  # the kNN baseline is also reported at these k, beside the engine's own
 
 
 class EvaluationError(Exception):
@@ -74,7 +76,12 @@ class DisputeResult(BaseModel):
     action: str
     proposed_amount: Decimal
     confidence: float
+    basis: str = "none"
+    raw_confidence: float | None = None
+    calibration: str | None = None
     predicted: str
+    knn_predicted: str | None = None  # the kNN baseline at the engine's k
+    knn_by_k: dict[int, str] = Field(default_factory=dict)
     escalated: bool
     stopped_by_cap: bool
     failed_caps: list[str] = Field(default_factory=list)
@@ -174,8 +181,8 @@ class _Uncached:
         self.name = inner.name
         self.model = getattr(inner, "model", inner.name)
 
-    def propose(self, *args: Any) -> ResolutionProposal:
-        return self.inner.propose(*args)
+    def propose(self, *args: Any, **kwargs: Any) -> ResolutionProposal:
+        return self.inner.propose(*args, **kwargs)
 
 
 def make_provider(name: str) -> Any:
@@ -215,7 +222,9 @@ def evaluation_vectors(policies_dir: Path) -> Iterator[Any]:
         yield vectors
 
 
-def _result(complaint: CfpbComplaint, context: EnrichedContext, outcome: Any, truth: str, price: Any) -> DisputeResult:
+def _result(
+    complaint: CfpbComplaint, context: EnrichedContext, outcome: Any, truth: str, price: Any, knn: dict[int, str], k: int
+) -> DisputeResult:
     proposal: ResolutionProposal = outcome.proposal
     stopped = not outcome.within_caps
     amount, nominal = dispute_amount(complaint)
@@ -232,7 +241,12 @@ def _result(complaint: CfpbComplaint, context: EnrichedContext, outcome: Any, tr
         action=proposal.action.value,
         proposed_amount=proposal.amount,
         confidence=proposal.confidence,
+        basis=proposal.basis,
+        raw_confidence=proposal.raw_confidence,
+        calibration=proposal.calibration,
         predicted=metrics.predicted_label(proposal.action.value, stopped_by_cap=stopped),
+        knn_predicted=knn.get(k),
+        knn_by_k=knn,
         escalated=proposal.action.value == metrics.ESCALATE,
         stopped_by_cap=stopped,
         failed_caps=[c.name for c in outcome.caps if not c.passed],
@@ -252,6 +266,7 @@ def evaluate(options: EvaluationOptions, progress: Progress | None = None) -> Ev
     """Run the whole evaluation and write report.json, report.md and results.jsonl."""
     from dispute_platform.evaluation.report import build_report, render_markdown
     from dispute_platform.settings import REPO_ROOT
+    from dispute_platform.workflow.calibration import fit_calibration
     from dispute_platform.workflow.propose import propose, query_text
 
     say = progress or (lambda _message: None)
@@ -295,9 +310,18 @@ def evaluate(options: EvaluationOptions, progress: Progress | None = None) -> Ev
     prompts: list[list[dict[str, str]]] = []
     with evaluation_vectors(options.policies_dir or REPO_ROOT / "policies") as vectors:
         usable_history = [h for h in history if h.case_id not in evaluated_ids]
+        history_vectors: dict[str, list[float]] = {}
         for start in range(0, len(usable_history), EMBED_BATCH):
-            vectors.upsert_resolutions(usable_history[start : start + EMBED_BATCH])
+            batch = usable_history[start : start + EMBED_BATCH]
+            embedded = vectors.embedder.encode([h.embedding_text() for h in batch])
+            vectors.upsert_resolutions(batch, embedded)
+            history_vectors.update({h.case_id: v for h, v in zip(batch, embedded, strict=True)})
             say(f"history: embedded {min(start + EMBED_BATCH, len(usable_history))}/{len(usable_history)} past cases into {EVAL_RESOLUTIONS}")
+        # Calibrated on the history alone, the way the `proposal_calibration` asset fits it.
+        calibration = fit_calibration(vectors, usable_history, limits.precedent, embeddings=history_vectors) if usable_history else None
+        if calibration is not None:
+            say(f"calibration {calibration.calibration_id}: {calibration.held_back} past cases held back, "
+                f"money-back rate {calibration.money_back_rate}, maps {', '.join(calibration.maps) or 'none'}")  # fmt: skip
         contexts: list[tuple[CfpbComplaint, str, EnrichedContext]] = []
         for complaint, label in to_run:
             try:
@@ -306,14 +330,17 @@ def evaluate(options: EvaluationOptions, progress: Progress | None = None) -> Ev
                 problems.append(Problem(stage="replay", row=complaint.row, line=complaint.line, complaint_id=complaint.complaint_id,
                                         reason=f"cannot be replayed as a dispute: {_reason(exc)}"))  # fmt: skip
         query_vectors = vectors.embedder.encode([query_text(ctx) for _, _, ctx in contexts]) if contexts else []
+        rate = calibration.money_back_rate if calibration is not None else None
+        knn_ks = sorted({*KNN_SENSITIVITY_KS, limits.precedent.cases})
         for index, ((complaint, label, context), vector) in enumerate(zip(contexts, query_vectors, strict=True), start=1):
             try:
-                outcome = propose(context, vectors, provider, None, limits, vector)  # type: ignore[arg-type]
+                outcome = propose(context, vectors, provider, None, limits, vector, calibration=calibration)  # type: ignore[arg-type]
             except Exception as exc:  # noqa: BLE001 - one failing dispute must not end the evaluation
                 problems.append(Problem(stage="propose", row=complaint.row, line=complaint.line, complaint_id=complaint.complaint_id,
                                         reason=f"proposal failed: {_reason(exc)}"))  # fmt: skip
                 continue
-            results.append(_result(complaint, context, outcome, label, price))
+            knn = {k: knn_vote(vectors, vector, complaint.case_id, k, rate) for k in knn_ks} if usable_history else {}
+            results.append(_result(complaint, context, outcome, label, price, knn, limits.precedent.cases))
             prompts.append(outcome.prompt.messages)
             if index % 25 == 0 or index == len(contexts):
                 say(f"proposed {index}/{len(contexts)}")
@@ -325,6 +352,8 @@ def evaluate(options: EvaluationOptions, progress: Progress | None = None) -> Ev
         results=results,
         problems=problems,
         history_truth=[metrics.MONEY_BACK if h.action != "deny" else metrics.NO_MONEY for h in usable_history],
+        calibration=calibration,
+        knn_k=limits.precedent.cases,
         meta={
             "complaints_file": str(options.complaints),
             "history_file": str(options.history) if options.history else None,
@@ -350,6 +379,15 @@ def evaluate(options: EvaluationOptions, progress: Progress | None = None) -> Ev
     )
     files = write_outputs(options.out_dir, report, results, render_markdown(report))
     return EvaluationRun(report=report, results=results, problems=problems, files=files)
+
+
+def knn_vote(vectors: Any, vector: Sequence[float], case_id: str, k: int, base_rate: float | None) -> str:
+    """The plain k-nearest-neighbours baseline: the k most similar past cases of any type, by the
+    same MiniLM vectors, a similarity-weighted vote balanced against the history's money-back
+    rate; no rules, no escalation (a tie counts as no money)."""
+    neighbours = vectors.query_similar_cases("", k=k, exclude_case_id=case_id, vector=vector)
+    vote = tally(neighbours, PrecedentSettings(cases=k, min_cases=1, min_similarity=0.0, split_margin=0.0), base_rate)
+    return metrics.MONEY_BACK if vote.side == MONEY_BACK else metrics.NO_MONEY
 
 
 def _reason(exc: Exception) -> str:

@@ -1,7 +1,8 @@
 """Proposal providers behind one interface, chosen by configuration.
 
-- `PrecedentProposer`: the offline default. The company's policy rules weighed against similar
-  past cases; deterministic, $0, and honest about being rules, not a model.
+- `PrecedentProposer`: the offline default. The company's policy rules where the records settle a
+  dispute, a vote of similar past cases where they cannot; deterministic, $0, and honest about
+  being rules and precedent, not a model (every proposal says what determined it: `basis`).
 - `OpenAIProposer`: the official client with structured output, timeouts, retries with backoff on
   429/5xx (Retry-After honoured by the client), usage turned into cost with the price table.
   `base_url` points it at any OpenAI-compatible server.
@@ -23,15 +24,18 @@ from pydantic import BaseModel, Field, ValidationError
 from dispute_platform.domain.costs import ModelPrice, call_cost, price_for
 from dispute_platform.domain.facts import DisputeFacts, cents
 from dispute_platform.domain.masking import mask_pii
+from dispute_platform.domain.calibration import ProposalCalibration
 from dispute_platform.domain.models import (
     MAX_EVENT_AMOUNT,
     Action,
     EnrichedContext,
     PolicyHit,
+    ProposalBasis,
     ResolutionProposal,
     SimilarCase,
 )
-from dispute_platform.domain.precedent import ENGINE_MODEL, apply_policy_rules, weigh_precedent
+from dispute_platform.domain.precedent import ENGINE_MODEL, RuleOutcome, apply_policy_rules, weigh_precedent
+from dispute_platform.domain.precedent_vote import PrecedentSettings, raw_confidence, remedy, tally
 from dispute_platform.domain.prompt import PROMPT_VERSION, BuiltPrompt
 from dispute_platform.domain.tokens import count_tokens
 
@@ -52,12 +56,20 @@ class ProposalProvider(Protocol):
         prompt: BuiltPrompt,
         policies: list[PolicyHit],
         cases: list[SimilarCase],
+        calibration: ProposalCalibration | None = None,
     ) -> ResolutionProposal: ...
 
 
 class PrecedentProposer(ConfigurableResource):
-    """Deterministic rules + precedent. `input_tokens` is the size of the prompt a model would
-    have been sent (so the budget checks mean the same for every provider); nothing is sent."""
+    """Rules first, precedent next; deterministic, $0, and no model.
+
+    Where the policy rules decide from the records, they decide (basis `policy`), and the similar
+    cases shown in the prompt only nudge the confidence. Where they cannot (no record to check, a
+    general complaint), the retrieved past cases vote (domain/precedent_vote.py, basis
+    `precedent`), or, when precedent is thin or split, the dispute goes to a person (basis
+    `none`). `calibration` supplies the history's base rate for the vote; the confidence itself is
+    calibrated by the caller. `input_tokens` is the size of the prompt a model would have been
+    sent (so the budget checks mean the same for every provider); nothing is sent."""
 
     name: str = "precedent"
     cacheable: bool = False
@@ -69,38 +81,33 @@ class PrecedentProposer(ConfigurableResource):
         prompt: BuiltPrompt,
         policies: list[PolicyHit],
         cases: list[SimilarCase],
+        calibration: ProposalCalibration | None = None,
     ) -> ResolutionProposal:
         started = time.perf_counter()
         outcome = apply_policy_rules(facts)
-        same_type = [c for c in cases if c.dispute_type == facts.dispute_type]
-        weighing = weigh_precedent(outcome, same_type)
-        precedent = ""
-        if same_type:
-            precedent = (
-                f" Precedent: {len(weighing.agreeing)} of {len(same_type)} similar past cases agree"
-                + (f" ({', '.join(weighing.agreeing)})" if weighing.agreeing else "")
-                + (f"; differing: {', '.join(weighing.disagreeing)}" if weighing.disagreeing else "")
-                + "."
-            )
-        reasoning = (
-            f"Rules engine (not a model): {outcome.reason} ({', '.join(outcome.citations)}).{precedent}"
-        )
+        if outcome.decided:
+            draft = _by_policy(outcome, facts, prompt, cases)
+        else:
+            base_rate = calibration.money_back_rate if calibration is not None else None
+            draft = _by_precedent(outcome, facts, cases, PrecedentSettings(), base_rate, prompt.injection_flags)
         reply = {
-            "action": outcome.action.value,
-            "amount": str(outcome.amount),
-            "confidence": weighing.confidence,
-            "reasoning": reasoning,
+            "action": draft.action.value,
+            "amount": str(draft.amount),
+            "confidence": draft.confidence,
+            "reasoning": draft.reasoning,
             "cited_policies": outcome.citations,
-            "similar_cases": [c.case_id for c in same_type],
+            "similar_cases": draft.similar_cases,
         }
         return ResolutionProposal(
-            action=outcome.action,
-            amount=outcome.amount,
+            action=draft.action,
+            amount=draft.amount,
             currency=facts.currency,
-            confidence=weighing.confidence,
-            reasoning=reasoning,
+            confidence=draft.confidence,
+            basis=draft.basis,
+            raw_confidence=draft.confidence,
+            reasoning=draft.reasoning,
             cited_policies=outcome.citations,
-            similar_cases=[c.case_id for c in same_type],
+            similar_cases=draft.similar_cases,
             model=ENGINE_MODEL,
             provider=self.name,
             prompt_version=PROMPT_VERSION,
@@ -110,6 +117,84 @@ class PrecedentProposer(ConfigurableResource):
             latency_ms=int((time.perf_counter() - started) * 1000),
             requests=0,
         )
+
+
+class _Draft(BaseModel):
+    action: Action
+    amount: Decimal
+    confidence: float
+    basis: ProposalBasis
+    reasoning: str
+    similar_cases: list[str]
+
+
+def _by_policy(outcome: RuleOutcome, facts: DisputeFacts, prompt: BuiltPrompt, cases: list[SimilarCase]) -> _Draft:
+    """The rules decided. The past cases the prompt shows, of the same type, nudge the confidence."""
+    shown = set(prompt.similar_case_ids)
+    same_type = [c for c in cases if c.dispute_type == facts.dispute_type and c.case_id in shown]
+    weighing = weigh_precedent(outcome, same_type)
+    precedent = ""
+    if same_type:
+        precedent = (
+            f" Precedent: {len(weighing.agreeing)} of {len(same_type)} similar past cases agree"
+            + (f" ({', '.join(weighing.agreeing)})" if weighing.agreeing else "")
+            + (f"; differing: {', '.join(weighing.disagreeing)}" if weighing.disagreeing else "")
+            + "."
+        )
+    return _Draft(
+        action=outcome.action,
+        amount=outcome.amount,
+        confidence=weighing.confidence,
+        basis="policy",
+        reasoning=f"Rules engine (not a model): {outcome.reason} ({', '.join(outcome.citations)}).{precedent}",
+        similar_cases=[c.case_id for c in same_type],
+    )
+
+
+def _by_precedent(
+    outcome: RuleOutcome,
+    facts: DisputeFacts,
+    cases: list[SimilarCase],
+    settings: PrecedentSettings,
+    base_rate: float | None,
+    injection_flags: list[str],
+) -> _Draft:
+    """The rules could not decide: the similar past cases vote. Not when the dispute's text
+    looks like an injection attempt: the cases were found through that text, so the one who
+    wrote it chose the precedent (the rules read records, which the text cannot change)."""
+    undecided = f"Rules engine (not a model): the policies do not settle this from the records: {outcome.reason} ({', '.join(outcome.citations)})."
+    if injection_flags:
+        return _Draft(
+            action=Action.ESCALATE,
+            amount=outcome.amount,
+            confidence=outcome.confidence,
+            basis="none",
+            reasoning=f"{undecided} The description looks like an injection attempt ({', '.join(injection_flags)}), "
+            "and the similar cases were found through it, so precedent is not followed: a person decides.",
+            similar_cases=[],
+        )
+    vote = tally(cases, settings, base_rate)
+    fix = remedy(vote, cases, facts)
+    if fix.action == Action.ESCALATE:
+        return _Draft(
+            action=Action.ESCALATE,
+            amount=outcome.amount,
+            confidence=outcome.confidence,
+            basis="none",
+            reasoning=f"{undecided} Precedent does not settle it either ({vote.why}), so a person decides.",
+            similar_cases=vote.followed[: settings.cite],
+        )
+    followed = vote.followed[: settings.cite]
+    return _Draft(
+        action=fix.action,
+        amount=fix.amount,
+        confidence=raw_confidence(vote),
+        basis="precedent",
+        reasoning=f"{undecided} Decided by precedent: {vote.why}; following {', '.join(followed)}"
+        + (f" (against: {', '.join(vote.against[:3])})" if vote.against else "")
+        + f"; amount: {fix.how}.",
+        similar_cases=followed,
+    )
 
 
 class LLMReply(BaseModel):
@@ -188,6 +273,7 @@ class OpenAIProposer(ConfigurableResource):
         prompt: BuiltPrompt,
         policies: list[PolicyHit],
         cases: list[SimilarCase],
+        calibration: ProposalCalibration | None = None,  # the caller calibrates a model's confidence
     ) -> ResolutionProposal:
         import openai
 
@@ -251,6 +337,7 @@ class OpenAIProposer(ConfigurableResource):
             return ResolutionProposal(
                 action=Action.ESCALATE,
                 confidence=0.0,
+                basis="none",
                 reasoning=f"No usable model reply, so a person decides: {failure}.",
                 flags=["model_failure"],
                 **common,
@@ -277,6 +364,8 @@ def _from_reply(reply: LLMReply, prompt: BuiltPrompt, common: dict[str, Any]) ->
         action=Action(reply.action),
         amount=amount,
         confidence=reply.confidence,
+        basis="model",
+        raw_confidence=reply.confidence,
         reasoning=mask_pii(reply.reasoning)[:2000],
         cited_policies=cited,
         similar_cases=cases,

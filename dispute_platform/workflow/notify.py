@@ -67,6 +67,8 @@ def notify_reviewers(
                 "amount": str(proposal.amount),
                 "currency": proposal.currency,
                 "confidence": proposal.confidence,
+                "basis": proposal.basis,
+                "calibration": proposal.calibration,
                 "flags": proposal.flags,
                 "escalated_for_sla": escalated_for_sla,
                 "dagster_url": dagster_partition_url(settings.dagster_ui_url, "ai_proposal", case.case_id),

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import hashlib
 from decimal import Decimal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from dispute_platform.domain.calibration import ProposalCalibration, calibrate
 from dispute_platform.domain.caps import CapResult, ProposalLimits, evaluate_caps
 from dispute_platform.domain.facts import DisputeFacts, derive_facts
 from dispute_platform.domain.guardrails import apply_guardrails
@@ -26,8 +27,9 @@ class ProposalOutcome:
     prompt: BuiltPrompt
     facts: DisputeFacts
     policies: list[PolicyHit]
-    cases: list[SimilarCase]
+    cases: list[SimilarCase]  # the similar cases the prompt shows
     caps: list[CapResult]
+    precedent: list[SimilarCase] = field(default_factory=list)  # every past case retrieved for the vote
 
     @property
     def within_caps(self) -> bool:
@@ -45,8 +47,10 @@ def retrieve(
     budget: PromptBudget,
     vector: list[float] | None = None,
     facts: DisputeFacts | None = None,
+    precedent_cases: int = 0,
 ) -> tuple[list[PolicyHit], list[SimilarCase]]:
-    """Top policies and similar past cases for a dispute.
+    """Top policies and similar past cases for a dispute: the cases the prompt shows first, then
+    the rest of the `precedent_cases` the precedent vote weighs (`similar_cases`).
 
     Policies: the sections the policy rules point at for this dispute's facts come first (a
     customer's words rarely resemble the remedy clause that decides their case), then the most
@@ -65,14 +69,27 @@ def retrieve(
         )
         taken = {p.citation for p in pinned}
         policies = pinned + [p for p in similar if p.citation not in taken][: budget.max_policies - len(pinned)]
-    cases = (
-        vectors.query_similar_cases(
-            text, k=budget.max_similar_cases, dispute_type=case.dispute_type, exclude_case_id=case.case_id, vector=vector
-        )
-        if budget.max_similar_cases
-        else []
-    )
+    cases = similar_cases(vectors, text, vector, case.dispute_type, case.case_id, budget.max_similar_cases, precedent_cases)
     return policies, cases
+
+
+def similar_cases(
+    vectors: VectorStoreResource,
+    text: str,
+    vector: list[float] | None,
+    dispute_type: str,
+    exclude_case_id: str,
+    shown: int,
+    vote: int,
+) -> list[SimilarCase]:
+    """The cases the prompt shows (the `shown` most similar of the type) first, then the rest of
+    the precedent vote's cases. The calibration fit retrieves through here too, so a held-back
+    past case is voted on exactly as a new dispute is."""
+    if not shown and not vote:
+        return []
+    first, voters = vectors.query_cases(text, shown, vote, dispute_type=dispute_type, exclude_case_id=exclude_case_id, vector=vector)
+    taken = {c.case_id for c in first}
+    return first + [c for c in voters if c.case_id not in taken]
 
 
 def cache_key(provider: ProposalProvider, prompt: BuiltPrompt) -> str:
@@ -88,11 +105,14 @@ def _ask(
     cases: list[SimilarCase],
     provider: ProposalProvider,
     db: Database,
+    calibration: ProposalCalibration | None = None,
 ) -> ResolutionProposal:
     """The provider's raw proposal, from the cache when an identical prompt was answered before.
     A cache hit costs nothing; failures are never cached."""
     if not provider.cacheable:
-        return provider.propose(context, facts, prompt, policies, cases)
+        if calibration is None:  # providers written before calibration existed take no such argument
+            return provider.propose(context, facts, prompt, policies, cases)
+        return provider.propose(context, facts, prompt, policies, cases, calibration=calibration)
     key = cache_key(provider, prompt)
     cached = db.transact(lambda cur: repo.cache_get(cur, key))
     if cached is not None:
@@ -114,18 +134,34 @@ def propose(
     limits: ProposalLimits,
     vector: list[float] | None = None,
     spent_before: Decimal = Decimal("0"),
+    calibration: ProposalCalibration | None = None,
 ) -> ProposalOutcome:
+    """`calibration` (workflow/calibration.py `load_calibration`): the history's base rate for the
+    precedent vote and the maps that turn a raw confidence into a calibrated one; without it
+    proposals keep their provider's confidence, marked uncalibrated."""
     facts = derive_facts(context)
-    policies, cases = retrieve(context, vectors, limits.budget, vector, facts)
+    policies, cases = retrieve(context, vectors, limits.budget, vector, facts, limits.precedent.cases)
     prompt = build_prompt(context, facts, policies, cases, limits.budget)
-    raw = _ask(context, facts, prompt, policies, cases, provider, db)
+    raw = calibrate(_ask(context, facts, prompt, policies, cases, provider, db, calibration), calibration)
     flags = list(raw.flags)
     if prompt.injection_flags:
         flags += ["injection_suspected", *(f"injection:{name}" for name in prompt.injection_flags)]
     if prompt.trimmed:
         flags.append("trimmed:" + ",".join(prompt.trimmed))
     proposal = apply_guardrails(raw.model_copy(update={"flags": flags}), context, limits.guardrails)
+    if proposal.action != raw.action and proposal.calibration is not None:
+        # The calibrated figure was for the action the provider chose, not the one the guardrails left.
+        proposal = proposal.model_copy(update={"confidence": proposal.raw_confidence, "calibration": None})
     caps = evaluate_caps(
         proposal, context.verdict.refundable_amount, context.verdict.disputed_amount, limits.caps, spent_before
     )
-    return ProposalOutcome(proposal=proposal, prompt=prompt, facts=facts, policies=policies, cases=cases, caps=caps)
+    shown = set(prompt.similar_case_ids)
+    return ProposalOutcome(
+        proposal=proposal,
+        prompt=prompt,
+        facts=facts,
+        policies=policies,
+        cases=[c for c in cases if c.case_id in shown],
+        caps=caps,
+        precedent=cases,
+    )

@@ -130,9 +130,22 @@ def test_evaluate_end_to_end_on_a_small_slice(tmp_path, monkeypatch):
     assert report["cost_usd"]["max"] == "0E-8" or float(report["cost_usd"]["max"]) == 0.0
     assert float(report["would_be_cost_usd"]["mean"]) > 0 and report["would_be_cost_usd"]["output_tokens"] == 250
     assert report["caps"]["stopped"] == 0 and report["meta"]["model"] == "precedent-rules"
+    # Issue 14: the kNN baseline of the same run, what determined each proposal, and the
+    # reliability of the confidence over the decided disputes.
+    knn = report["knn_baseline"]
+    assert knn["n"] == counts["evaluated"] and 0 <= knn["balanced_accuracy"] <= 1 and knn["k"] == 30
+    assert set(knn["balanced_accuracy_by_k"]) == {"5", "10", "30"}
+    assert sum(b["n"] for b in report["by_basis"].values()) == counts["evaluated"]
+    assert set(report["by_basis"]) <= {"policy", "precedent", "none"}
+    decided = report["reliability"]["decided"]
+    assert decided["n"] == report["metrics"]["decided"] == sum(band["n"] for band in decided["bands"])
+    assert "accuracy_on_decided" in report["metrics"] and "escalation_rate" in report["metrics"]
+    assert report["calibration"]["history_cases"] == report["meta"]["history_cases"]
+    assert "kNN baseline" in result.output
 
     markdown = (out / "report.md").read_text()
-    for heading in ("## Accuracy", "### Confusion matrix", "## Tokens and cost", "## Caps", "## Bad rows and errors"):
+    for heading in ("## Accuracy", "### Confusion matrix", "### By basis", "### Reliability", "## Tokens and cost", "## Caps",
+                    "## Bad rows and errors"):  # fmt: skip
         assert heading in markdown
     lines = (out / "results.jsonl").read_text().splitlines()
     assert len(lines) == counts["evaluated"]

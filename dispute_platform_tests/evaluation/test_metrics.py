@@ -148,3 +148,43 @@ def test_would_be_cost_of_gpt_4o_mini():
     # 1,000 input tokens at $0.15/1M + 250 output tokens at $0.60/1M
     assert would_be_cost(price, 1000) == Decimal("0.00030000")
     assert would_be_cost(price, 2048, cached_input_tokens=1024) == Decimal("0.00038040")
+
+
+# -- issue 14: the report's kNN baseline, basis breakdown and reliability table ------------------
+
+
+def _result(n: int, truth: str, action: str, confidence: float, basis: str, knn: str):
+    from decimal import Decimal
+
+    from dispute_platform.evaluation.run import DisputeResult
+
+    return DisputeResult(
+        row=n, case_id=f"CFPB-{n}", issue="i", sub_issue="s", dispute_type="general", amount=Decimal("10"), amount_nominal=False,
+        company_response="r", truth=truth, action=action, proposed_amount=Decimal("0"), confidence=confidence, basis=basis,
+        predicted=metrics.predicted_label(action), escalated=action == "escalate", stopped_by_cap=False, input_tokens=1,
+        output_tokens=1, cost_usd=Decimal("0"), would_be_cost_usd=Decimal("0"), model="m", knn_predicted=knn, knn_by_k={3: knn},
+    )  # fmt: skip
+
+
+def test_report_scores_the_knn_baseline_and_the_reliability_of_decided_disputes():
+    from dispute_platform.evaluation.report import build_report, render_markdown
+
+    mb, no = metrics.MONEY_BACK, metrics.NO_MONEY
+    results = [
+        _result(1, mb, "full_refund", 0.95, "precedent", mb),  # right, band 0.90-1.00
+        _result(2, no, "full_refund", 0.92, "precedent", mb),  # wrong, band 0.90-1.00
+        _result(3, no, "deny", 0.55, "policy", no),  # right, band 0.50-0.60
+        _result(4, mb, "escalate", 0.5, "none", no),  # escalated: not in the reliability table
+    ]
+    report = build_report(results=results, problems=[], history_truth=[no, no, mb], meta={}, knn_k=3)
+    knn = report["knn_baseline"]
+    assert knn["accuracy"] == 0.5 and knn["balanced_accuracy"] == 0.5 and knn["balanced_accuracy_by_k"] == {"3": 0.5}
+    bands = {b["band"]: b for b in report["reliability"]["decided"]["bands"]}
+    assert bands["0.90-1.00"]["n"] == 2 and bands["0.90-1.00"]["accuracy"] == 0.5
+    assert bands["0.50-0.60"]["n"] == 1 and bands["0.50-0.60"]["accuracy"] == 1.0
+    assert report["reliability"]["decided"]["n"] == 3 and set(report["reliability"]) == {"decided", "decided_policy", "decided_precedent"}
+    assert report["by_basis"]["none"] == {"n": 1, "escalated": 1, "decided": 0, "accuracy": 0.0, "accuracy_on_decided": None}
+    assert report["metrics"]["accuracy_on_decided"] == round(2 / 3, 4) and report["metrics"]["escalation_rate"] == 0.25
+    markdown = render_markdown(report | {"meta": {"complaints_file": "f", "rows_read": 4, "history_cases": 3, "provider": "p",
+                                                   "model": "m"}})  # fmt: skip
+    assert "| 0.90-1.00 | 2 / 0.94 / 50.0%" in markdown and "kNN baseline" in markdown
