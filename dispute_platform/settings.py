@@ -96,6 +96,18 @@ class Settings(BaseSettings):
         description='USD per unit of each currency, JSON ({"USD": 1, "EUR": "1.08"}), for the thresholds. Unset: a small '
         "built-in table (USD EUR GBP CAD AUD CHF JPY KWD). A currency without a rate always needs two reviewers.",
     )
+    auto_approve_max_usd: Decimal = Field(
+        default=Decimal("0"),
+        ge=0,
+        description="Policy auto-approval lane: proposals decided by the policy rules, unflagged, within every cap and at "
+        "or below this USD value are executed without a reviewer (as `auto-policy`). 0: the lane is off.",
+    )
+    auto_approve_min_confidence: float = Field(
+        default=0.9, ge=0, le=1, description="Lowest calibrated confidence the auto-approval lane accepts."
+    )
+    auto_approve_sample_rate: float = Field(
+        default=0.1, ge=0, le=1, description="Share of auto-approvals sampled for a reviewer's look after the fact."
+    )
     decision_ticket_ttl_seconds: int = Field(
         default=900, ge=30, le=86400, description="How long a launchpad decision ticket stays valid (single use)."
     )

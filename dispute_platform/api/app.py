@@ -29,10 +29,12 @@ from dispute_platform.domain.review import DecisionRefused
 from dispute_platform.resources.limits import Limits
 from dispute_platform.store import repo
 from dispute_platform.settings import Settings
+from dispute_platform.store import actions as actions_store
 from dispute_platform.store import reviewers as reviewer_store
 from dispute_platform.store.db import Database
 from dispute_platform.store.executions import executions_for
 from dispute_platform.store.reviewers import Reviewer
+from dispute_platform.workflow.auto_lane import review_after_the_fact
 from dispute_platform.workflow.review import issue_decision_ticket, record_decision, resolve_case_id
 
 CaseIdPath = Annotated[str, Path(pattern=CASE_ID_PATTERN)]
@@ -60,6 +62,13 @@ class TicketBody(BaseModel):
 
     case_id: Annotated[str, StringConstraints(pattern=CASE_ID_PATTERN)]
     proposal_version: int = Field(ge=1, le=1_000_000, description="The proposal version the launchpad decision answers.")
+
+
+class AfterTheFactBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    verdict: Literal["upheld", "reversed"]
+    comments: Annotated[CleanText, StringConstraints(max_length=5000)] = ""
 
 
 class TicketAnswer(BaseModel):
@@ -226,6 +235,19 @@ def create_app(
             expires_at=issued.expires_at.isoformat(),
             launchpad_config=config,
         )
+
+    @app.get("/human-review/auto-approvals", tags=["review"])
+    def auto_approvals(_: Authenticated) -> dict[str, Any]:
+        """Auto-approvals by the policy lane sampled for a reviewer's look after the fact."""
+        rows = db.transact(lambda cur: actions_store.sampled_awaiting_review(cur))
+        return {"count": len(rows), "auto_approvals": [_jsonable(r) for r in rows]}
+
+    @app.post("/human-review/auto-approvals/{case_id}", tags=["review"])
+    def review_auto_approval(case_id: CaseIdPath, body: AfterTheFactBody, who: Authenticated) -> dict[str, Any]:
+        """Uphold or reverse an auto-approval: recorded as a new, audited dispute action (a reversal
+        moves no money by itself; it is the record people follow up on)."""
+        action_id = review_after_the_fact(db, case_id, who, body.verdict, body.comments)
+        return {"status": "recorded", "case_id": case_id, "verdict": body.verdict, "action_id": action_id, "reviewer": who.name}
 
     def _state_by_run(run_id: str) -> dict:
         try:

@@ -41,6 +41,7 @@ from dispute_platform.settings import get_settings
 from dispute_platform.store import repo
 from dispute_platform.workflow.calibration import load_calibration
 from dispute_platform.workflow.enrich import CaseMissing, Providers, enrich_event
+from dispute_platform.workflow.auto_lane import consider_auto_approval
 from dispute_platform.workflow.notify import notify_reviewers
 from dispute_platform.workflow.propose import ProposalOutcome, propose, query_text
 
@@ -287,7 +288,7 @@ def ai_proposal(
     calibration = load_calibration(db) if todo else None  # the newest fit (proposal_calibration asset)
     # One encoder call for the whole batch: far cheaper than one per dispute.
     vectors_by_key = dict(zip(todo, vectors.embedder.encode([query_text(contexts[k]) for k in todo]), strict=True))
-    totals = {"proposed": 0, "blocked": 0, "refused": 0, "skipped": len(keys) - len(todo), "cost_usd": Decimal("0")}
+    totals = {"proposed": 0, "blocked": 0, "refused": 0, "auto_approved": 0, "skipped": len(keys) - len(todo), "cost_usd": Decimal("0")}
 
     def one(key: str) -> tuple[str, ProposalOutcome | Exception, float]:
         started = time.perf_counter()
@@ -345,14 +346,21 @@ def ai_proposal(
         if blocked:
             totals["blocked"] += 1
             context.log.warning(f"{key}: proposal v{version} is over a cap ({failed_caps}); it can not be executed")
-        else:
-            notify_reviewers(db, email, sqs, settings, contexts[key], outcome, version, run_id=context.run_id)
+        lane_note = "blocked by a cap"
+        if not blocked:
+            lane = consider_auto_approval(db, key, version, proposal, outcome.caps, limits, context.run_id)
+            lane_note = ("auto-approved: " if lane.eligible else "for a reviewer: ") + lane.reason
+            if lane.eligible:
+                totals["auto_approved"] += 1  # executed by the review sensor, like any decision
+            else:
+                notify_reviewers(db, email, sqs, settings, contexts[key], outcome, version, run_id=context.run_id)
         totals["proposed"] += 1
         totals["cost_usd"] += proposal.cost_usd
         context.add_asset_metadata(
             {
                 "status": status.value,
                 "version": version,
+                "auto_approval": lane_note,
                 "action": proposal.action.value,
                 "amount": _money(proposal.amount),
                 "confidence": proposal.confidence,

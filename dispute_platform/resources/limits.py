@@ -35,6 +35,9 @@ class Limits(BaseModel):
     charges_tokens: int = 125
     description_tokens: int | None = None
     decision_ticket_ttl_seconds: int = Field(default=900, ge=30)
+    auto_approve_max_usd: Decimal = Decimal("0")
+    auto_approve_min_confidence: float = Field(default=0.9, ge=0, le=1)
+    auto_approve_sample_rate: float = Field(default=0.1, ge=0, le=1)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -49,6 +52,9 @@ class Limits(BaseModel):
             charges_tokens=settings.prompt_charges_tokens,
             description_tokens=settings.prompt_description_tokens,
             decision_ticket_ttl_seconds=settings.decision_ticket_ttl_seconds,
+            auto_approve_max_usd=settings.auto_approve_max_usd,
+            auto_approve_min_confidence=settings.auto_approve_min_confidence,
+            auto_approve_sample_rate=settings.auto_approve_sample_rate,
         )
 
     @property

@@ -70,6 +70,7 @@ class _Plan:
     done: dict | None = None
     unchecked: bool = False
     rejected: dict | None = None  # the rejecting decision
+    denied: dict | None = None  # an approved denial: nothing moves, the customer is told
     movement: dict | None = None  # the started execution row
     decision: dict | None = None
     committed: dict[str, Decimal] = field(default_factory=dict)
@@ -102,8 +103,10 @@ def _plan(cur, case_id: str, run_id: str | None) -> _Plan:
 
     if live is None:
         action = decision["effective_action"]
+        if action == Action.DENY:
+            return _Plan(state, denied=decision)
         if not Action(action).moves_money:
-            raise ExecutionRefused(f"{case_id}: the decision ({action}) moves no money")
+            raise ExecutionRefused(f"{case_id}: the decision ({action}) is not executable")
         charge_id = (state["validation"] or {}).get("disputed_charge_id")
         if charge_id:
             ledger.lock_charge(cur, charge_id)
@@ -149,6 +152,8 @@ def execute_decision(
             return ExecutionResult(case_id, "already_done", done["action"], done["amount"], done["provider_ref"], True)
         if plan.rejected is not None:
             return _record_rejection(db, case_id, plan, run_id)
+        if plan.denied is not None:
+            return _record_denial(db, case_id, plan, run_id, crm=crm, email=email)
         return _move_money(db, case_id, plan, payments=payments, billing=billing, crm=crm, email=email, run_id=run_id)
 
 
@@ -171,6 +176,37 @@ def _record_rejection(db: Database, case_id: str, plan: _Plan, run_id: str | Non
 
     db.transact(record)
     return ExecutionResult(case_id, "rejected", "none", Decimal("0"), detail=reason)
+
+
+def _record_denial(db: Database, case_id: str, plan: _Plan, run_id: str | None, *, crm: CRMProvider,
+                   email: EmailSender) -> ExecutionResult:  # fmt: skip
+    """An approved denial: a recorded no-op movement (it also bars any later one), the dispute
+    executed, the customer told."""
+    decision, state = plan.denied, plan.state
+    assert decision is not None
+    currency = state["currency"] or "USD"
+    final = {
+        "outcome": "executed", "action": Action.DENY.value, "amount": "0", "currency": currency, "reference": None,
+        "reviewers": (state["human_review_data"] or {}).get("reviewers", [decision["reviewer"]]),
+        "comments": decision["comments"],
+    }  # fmt: skip
+
+    def record(cur) -> bool:
+        lock_case(cur, case_id)
+        if ledger.live_execution(cur, case_id) is not None:
+            return False
+        ledger.open_execution(
+            cur, case_id=case_id, version=state["proposal_version"], decision_id=decision["id"], action=Action.DENY.value,
+            amount=Decimal("0"), currency=currency, charge_id=None, customer_id=state["customer_id"], status="noop",
+        )  # fmt: skip
+        transition(cur, case_id, Status.EXECUTING, STEP, run_id=run_id)
+        transition(cur, case_id, Status.EXECUTED, STEP, run_id=run_id, final_resolution=final)
+        repo.audit(cur, case_id, STEP, "executed", final, run_id=run_id)
+        return True
+
+    if db.transact(record):
+        _notify_customer(db, email, crm, state, Action.DENY.value, Decimal("0"), currency, decision, run_id)
+    return ExecutionResult(case_id, "executed", Action.DENY.value, Decimal("0"), detail="denied: nothing moves")
 
 
 def _move_money(

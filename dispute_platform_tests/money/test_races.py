@@ -398,3 +398,15 @@ def test_no_entry_point_moves_a_dispute_backwards(db, sqs, pg_url, tmp_path, chr
     assert run_intake(DagsterInstance.ephemeral(), resources, [REFUND_49]).success
     assert status(db, REFUND_49) == "executed" and len(ledger(db, REFUND_49)) == 1
     assert db.transact(lambda cur: repo.latest_proposal(cur, REFUND_49))["version"] == 1
+
+
+def test_an_approved_denial_is_executed_as_a_recorded_no_op(db, sqs, pg_url, tmp_path, chroma_dir):
+    resources = pending(db, pg_url, sqs, tmp_path, [REFUND_49])
+    decide(db, REFUND_49, "modified", "alice", modified=ModifiedResolution(action="deny", amount=Decimal("0"), reason="no"))
+    result = execute(db, resources, REFUND_49)
+    assert result.status == "executed" and result.action == "deny"
+    assert status(db, REFUND_49) == "executed" and ledger(db) == []
+    row = db.fetch_one("SELECT status, action FROM executions WHERE case_id = %s", (REFUND_49,))
+    assert row == {"status": "noop", "action": "deny"}
+    assert execute(db, resources, REFUND_49).status == "already_done"  # and no movement can follow it
+    assert len(list((tmp_path / "outbox").glob(f"*notice-{REFUND_49}*.eml"))) == 1

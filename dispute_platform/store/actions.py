@@ -1,0 +1,56 @@
+"""Dispute actions beyond the review itself: auto-approvals by the policy lane and the verdicts
+people give on them after the fact (sql/007, append-only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dispute_platform.store.audit import jsonb
+
+
+def record_action(
+    cur: Any,
+    *,
+    case_id: str,
+    version: int,
+    kind: str,
+    reviewer_id: int,
+    decision_id: int | None = None,
+    sampled: bool = False,
+    details: dict | None = None,
+) -> int:
+    cur.execute(
+        """INSERT INTO dispute_actions (case_id, proposal_version, kind, reviewer_id, decision_id, sampled, details)
+           VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+        (case_id, version, kind, reviewer_id, decision_id, sampled, jsonb(details or {})),
+    )
+    return int(cur.fetchone()["id"])
+
+
+def auto_approval(cur: Any, case_id: str) -> dict | None:
+    """The dispute's latest auto-approval, with its after-the-fact verdict if one was given."""
+    cur.execute(
+        """SELECT a.*, v.kind AS verdict, v.created_at AS verdict_at, r.name AS verdict_by
+           FROM dispute_actions a
+           LEFT JOIN dispute_actions v ON v.case_id = a.case_id AND v.proposal_version = a.proposal_version
+                                      AND v.kind IN ('post_review_upheld', 'post_review_reversed')
+           LEFT JOIN reviewers r ON r.id = v.reviewer_id
+           WHERE a.case_id = %s AND a.kind = 'auto_approved' ORDER BY a.id DESC LIMIT 1""",
+        (case_id,),
+    )
+    return cur.fetchone()
+
+
+def sampled_awaiting_review(cur: Any, limit: int = 500) -> list[dict]:
+    """Auto-approvals sampled for a person's look that nobody has reviewed yet, oldest first."""
+    cur.execute(
+        """SELECT a.case_id, a.proposal_version, a.details, a.created_at, w.status, w.final_resolution
+           FROM dispute_actions a JOIN workflow_states w ON w.case_id = a.case_id
+           WHERE a.kind = 'auto_approved' AND a.sampled
+             AND NOT EXISTS (SELECT 1 FROM dispute_actions v WHERE v.case_id = a.case_id
+                             AND v.proposal_version = a.proposal_version
+                             AND v.kind IN ('post_review_upheld', 'post_review_reversed'))
+           ORDER BY a.created_at LIMIT %s""",
+        (limit,),
+    )
+    return cur.fetchall()
