@@ -98,7 +98,9 @@ def raw_case(context: AssetExecutionContext, postgres: PostgresResource) -> Mate
     missing = [k for k in keys if k not in events]
     if missing:
         context.log.warning(f"{len(missing)} partition(s) have no stored event: {missing[:10]}")
-    return MaterializeResult(metadata={"disputes": len(keys), "missing_events": len(missing)})
+    # Batch figures go to the run's log: a partition's metadata is that dispute's alone.
+    context.log.info(f"raw_case batch: {len(keys)} disputes, {len(missing)} without a stored event")
+    return MaterializeResult()
 
 
 # --- enriched_context ----------------------------------------------------------------------
@@ -210,7 +212,8 @@ def enriched_context(
             "and the step will be retried",
             metadata={"failures": MetadataValue.json(failures)},
         )
-    return MaterializeResult(metadata={f"disputes_{name}": n for name, n in counts.items()})
+    context.log.info("enriched_context batch: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
+    return MaterializeResult()
 
 
 # --- ai_proposal ---------------------------------------------------------------------------
@@ -378,21 +381,24 @@ def ai_proposal(
         )
     for key in keys:
         if key not in todo:
-            status = states.get(key, {}).get("status", "no workflow state")
-            context.add_asset_metadata({"status": f"no proposal: dispute is {status}"}, partition_key=key)
+            state = states.get(key, {})
+            status = state.get("status", "no workflow state")
+            context.add_asset_metadata(
+                {"status": "skipped", "reason": f"no proposal: dispute is {status}"
+                 + (f" ({state['status_reason']})" if state.get("status_reason") else "")},
+                partition_key=key,
+            )  # fmt: skip
     if failures:
         raise Failure(
             description=f"{len(failures)} of {len(todo)} proposals failed; marked proposal_failed, the step retries",
             metadata={"failures": MetadataValue.json(failures)},
         )
-    return MaterializeResult(
-        metadata={
-            "proposed": totals["proposed"],
-            "blocked_by_cap": totals["blocked"],
-            "skipped": totals["skipped"],
-            "llm_cost_usd": float(totals["cost_usd"]),
-        }
+    context.log.info(
+        f"ai_proposal batch: {totals['proposed']} proposed ({totals['auto_approved']} auto-approved), "
+        f"{totals['blocked']} blocked by a cap, {totals['refused']} not saved (moved on), {totals['skipped']} skipped; "
+        f"LLM cost ${totals['cost_usd']}"
     )
+    return MaterializeResult()
 
 
 # --- review_decision -----------------------------------------------------------------------
