@@ -62,7 +62,8 @@ def reviewed_proposals(cur, limit: int = 20000) -> list[dict[str, Any]]:
                   d.decision
              FROM proposals p
              JOIN review_decisions d ON d.case_id = p.case_id AND d.proposal_version = p.version
-            WHERE d.reviewer <> ALL(%s)
+             JOIN reviewers r ON r.id = d.reviewer_id
+            WHERE r.kind = 'person' AND r.name <> ALL(%s)
             ORDER BY p.case_id, p.version, d.created_at, d.id
             LIMIT %s""",
         (list(AUTOMATED_REVIEWERS), limit),

@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_context, materialize
 
+from dispute_platform.store.audit import jsonb
+from dispute_platform.store.reviewers import system_reviewer
+from dispute_platform_tests.integration.harness import reviewer
 from dispute_platform.assets.knowledge import proposal_calibration
 from dispute_platform.domain.knowledge import HistoricalResolution
 from dispute_platform.domain.world import SandboxWorld
@@ -73,17 +76,25 @@ def test_the_sensor_refits_only_when_the_history_changed(db, fitted):
 def test_reviews_calibrate_policy_proposals_and_automated_decisions_are_left_out(db, fitted):
     _, resources, _ = fitted
 
-    def reviewed(cur, n: int, reviewer: str, decision: str, confidence: float) -> None:
+    people = {"alice": reviewer(db, "alice"), "auto-policy": db.transact(lambda cur: system_reviewer(cur, "auto-policy"))}
+
+    def reviewed(cur, n: int, who: str, decision: str, confidence: float) -> None:
         case_id = f"CASE-R{n}"
         document = {"action": "full_refund", "amount": "10.00", "currency": "USD", "confidence": confidence, "basis": "policy",
                     "raw_confidence": confidence, "provider": "precedent", "model": "precedent-rules", "prompt_version": "v",
                     "input_tokens": 1, "output_tokens": 1, "cost_usd": "0", "cache_hit": False, "latency_ms": 0, "flags": []}  # fmt: skip
-        version = repo.save_proposal(cur, case_id, document, status="pending_review", run_id=None)
         cur.execute(
-            """INSERT INTO review_decisions (case_id, proposal_version, decision, reviewer, effective_action, effective_amount, source)
-               VALUES (%s, %s, %s, %s, 'full_refund', 10.00, 'api')""",
-            (case_id, version, decision, reviewer),
-        )
+            """INSERT INTO proposals (case_id, version, status, proposal, action, amount, currency, confidence, provider, model,
+                                      prompt_version, input_tokens, output_tokens, cost_usd)
+               VALUES (%s, 1, 'decided', %s, 'full_refund', 10.00, 'USD', %s, 'precedent', 'precedent-rules', 'v', 1, 1, 0)""",
+            (case_id, jsonb(document), confidence),
+        )  # fmt: skip
+        cur.execute(
+            """INSERT INTO review_decisions (case_id, proposal_version, decision, reviewer, reviewer_id, effective_action,
+                                             effective_amount, source)
+               VALUES (%s, 1, %s, %s, %s, 'full_refund', 10.00, 'api')""",
+            (case_id, decision, who, people[who].id),
+        )  # fmt: skip
 
     def write(cur) -> None:
         for n in range(30):
