@@ -32,10 +32,11 @@ dev: $(STAMP)  ## the Dagster UI on the same storage
 api: $(STAMP)  ## the decision endpoint on :8003
 	$(BIN)/dispute-platform api
 
-check: $(STAMP)  ## generated files up to date, Dagster definitions valid
+check: $(STAMP)  ## generated files up to date, Dagster definitions valid (dg check defs, offline)
 	$(BIN)/python scripts/build_policies.py --check
 	$(BIN)/python scripts/build_sandbox_world.py --check
-	$(BIN)/dagster definitions validate -w workspace.yaml
+	home=$$(mktemp -d) && VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(BIN)):$$PATH DAGSTER_HOME=$$home \
+		$(BIN)/dg check defs --use-active-venv; status=$$?; rm -rf $$home; exit $$status
 
 test: check  ## everything CI runs
 	$(BIN)/python -m pytest -q -p no:cacheprovider
