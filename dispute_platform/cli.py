@@ -310,7 +310,7 @@ def _report_failed_runs(since: datetime, log_path: Path) -> None:
 # Where a dispute rests once the demo reviewer has done what it may: escalations stay with people.
 DEMO_SETTLED = {
     "invalid", "blocked", "proposal_failed", "completed", "execution_failed", "rejected",
-    "pending_review", "review_escalated", "awaiting_second_review",
+    "pending_review", "model_failed", "review_escalated", "awaiting_second_review",
 }  # fmt: skip
 
 

@@ -321,7 +321,8 @@ def ai_proposal(
             continue
         proposal = outcome.proposal
         blocked = not outcome.within_caps
-        status = Status.BLOCKED if blocked else Status.PENDING_REVIEW
+        # A model that gave no usable answer is its own state (a person decides, or asks again).
+        status = Status.BLOCKED if blocked else Status.MODEL_FAILED if "model_failure" in proposal.flags else Status.PENDING_REVIEW
         failed_caps = [c.name for c in outcome.caps if not c.passed]
         document = proposal.model_dump(mode="json")
 

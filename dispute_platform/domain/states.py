@@ -21,6 +21,7 @@ class Status(StrEnum):
     ENRICHED = "enriched"  # valid, waiting for a proposal
     PROPOSAL_FAILED = "proposal_failed"
     BLOCKED = "blocked"  # the proposal broke a cap: it can never be executed
+    MODEL_FAILED = "model_failed"  # the model gave no usable proposal: a person decides (or asks again)
     PENDING_REVIEW = "pending_review"
     REVIEW_ESCALATED = "review_escalated"  # pending beyond the SLA
     AWAITING_SECOND_REVIEW = "awaiting_second_review"  # four-eyes: one approval of two
@@ -35,15 +36,15 @@ class Status(StrEnum):
 INTAKE_MAY_RUN = frozenset({Status.RECEIVED, Status.RUNNING, Status.FETCH_FAILED, Status.INVALID, Status.ENRICHED})
 PROPOSAL_MAY_RUN = frozenset({Status.ENRICHED, Status.PROPOSAL_FAILED})
 # A reviewer may ask for a fresh proposal while nothing has been decided yet.
-PROPOSAL_MAY_REGENERATE = PROPOSAL_MAY_RUN | {Status.BLOCKED, Status.PENDING_REVIEW, Status.REVIEW_ESCALATED}
-AWAITING_DECISION = frozenset({Status.PENDING_REVIEW, Status.REVIEW_ESCALATED, Status.AWAITING_SECOND_REVIEW})
+PROPOSAL_MAY_REGENERATE = PROPOSAL_MAY_RUN | {Status.BLOCKED, Status.MODEL_FAILED, Status.PENDING_REVIEW, Status.REVIEW_ESCALATED}
+AWAITING_DECISION = frozenset({Status.PENDING_REVIEW, Status.MODEL_FAILED, Status.REVIEW_ESCALATED, Status.AWAITING_SECOND_REVIEW})
 EXECUTION_MAY_RUN = frozenset({Status.DECIDED, Status.REJECTED, Status.EXECUTING, Status.EXECUTION_FAILED})
 EMBEDDING_MAY_RUN = frozenset({Status.EXECUTED, Status.REJECTED, Status.COMPLETED})
 # A final decision waits for the review run (decided: money to move; rejected: the no-op to record).
 AWAITING_EXECUTION = frozenset({Status.DECIDED, Status.REJECTED})
 # Where a run of the intake job has nothing left to do for a dispute.
 INTAKE_SETTLED = frozenset({
-    Status.INVALID, Status.BLOCKED, Status.PROPOSAL_FAILED, Status.PENDING_REVIEW, Status.REVIEW_ESCALATED,
+    Status.INVALID, Status.BLOCKED, Status.PROPOSAL_FAILED, Status.MODEL_FAILED, Status.PENDING_REVIEW, Status.REVIEW_ESCALATED,
     Status.AWAITING_SECOND_REVIEW, Status.DECIDED, Status.REJECTED, Status.EXECUTING, Status.EXECUTION_FAILED,
     Status.EXECUTED, Status.COMPLETED,
 })  # fmt: skip
@@ -62,8 +63,9 @@ ALLOWED_FROM: dict[Status, frozenset[Status]] = {
     # only refuses execution (it does not reopen the dispute).
     Status.BLOCKED: PROPOSAL_MAY_REGENERATE,
     Status.PENDING_REVIEW: PROPOSAL_MAY_REGENERATE,
-    Status.REVIEW_ESCALATED: frozenset({Status.PENDING_REVIEW}),
-    Status.AWAITING_SECOND_REVIEW: frozenset({Status.PENDING_REVIEW, Status.REVIEW_ESCALATED}),
+    Status.MODEL_FAILED: PROPOSAL_MAY_REGENERATE,
+    Status.REVIEW_ESCALATED: frozenset({Status.PENDING_REVIEW, Status.MODEL_FAILED}),
+    Status.AWAITING_SECOND_REVIEW: frozenset({Status.PENDING_REVIEW, Status.MODEL_FAILED, Status.REVIEW_ESCALATED}),
     Status.DECIDED: AWAITING_DECISION,
     Status.REJECTED: AWAITING_DECISION | {Status.REJECTED},
     Status.EXECUTING: frozenset({Status.DECIDED, Status.EXECUTING, Status.EXECUTION_FAILED}),
@@ -76,7 +78,8 @@ ALLOWED_FROM: dict[Status, frozenset[Status]] = {
 RANK: dict[Status, int] = {
     Status.RECEIVED: 0,
     Status.RUNNING: 1, Status.FETCH_FAILED: 1, Status.INVALID: 1, Status.ENRICHED: 1,
-    Status.PROPOSAL_FAILED: 2, Status.BLOCKED: 2, Status.PENDING_REVIEW: 2, Status.REVIEW_ESCALATED: 2,
+    Status.PROPOSAL_FAILED: 2, Status.BLOCKED: 2, Status.MODEL_FAILED: 2, Status.PENDING_REVIEW: 2,
+    Status.REVIEW_ESCALATED: 2,
     Status.AWAITING_SECOND_REVIEW: 3,
     Status.DECIDED: 4, Status.REJECTED: 4,
     Status.EXECUTING: 5, Status.EXECUTION_FAILED: 5,

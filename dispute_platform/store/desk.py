@@ -33,7 +33,7 @@ def review_queue(cur, *, sla_hours: float, sort: QueueSort = "sla", order: str =
                    (SELECT COUNT(*) FROM review_decisions d
                      WHERE d.case_id = w.case_id AND d.proposal_version = p.version) AS decisions
             FROM workflow_states w JOIN proposals p ON p.case_id = w.case_id AND p.version = w.proposal_version
-            WHERE w.status IN ('pending_review', 'review_escalated', 'awaiting_second_review')
+            WHERE w.status IN ('pending_review', 'model_failed', 'review_escalated', 'awaiting_second_review')
             ORDER BY {clause}""",
         (sla_hours * 3600, sla_hours * 3600),
     )

@@ -266,7 +266,7 @@ def overdue_reviews(cur, older_than_hours: float) -> list[dict]:
     cur.execute(
         """SELECT w.case_id, w.proposal_version, p.created_at FROM workflow_states w
            JOIN proposals p ON p.case_id = w.case_id AND p.version = w.proposal_version
-           WHERE w.status = 'pending_review' AND p.created_at < now() - make_interval(secs => %s)
+           WHERE w.status IN ('pending_review', 'model_failed') AND p.created_at < now() - make_interval(secs => %s)
            ORDER BY p.created_at""",
         (older_than_hours * 3600,),
     )
@@ -279,7 +279,7 @@ def pending_reviews(cur) -> list[dict]:
                   p.version, p.action, p.amount, p.confidence, p.flags, p.provider, p.created_at,
                   EXTRACT(EPOCH FROM now() - p.created_at) / 3600.0 AS age_hours
            FROM workflow_states w JOIN proposals p ON p.case_id = w.case_id AND p.version = w.proposal_version
-           WHERE w.status IN ('pending_review', 'review_escalated', 'awaiting_second_review')
+           WHERE w.status IN ('pending_review', 'model_failed', 'review_escalated', 'awaiting_second_review')
            ORDER BY p.created_at, w.case_id"""
     )
     return cur.fetchall()

@@ -99,7 +99,7 @@ def escalate_overdue(db: Database, case_id: str, proposal_version: int, sla_hour
 
     reason = f"pending review longer than {sla_hours:g} h"
     return db.transact(lambda cur: transition(
-        cur, case_id, Status.REVIEW_ESCALATED, "review_decision", reason, allowed_from={Status.PENDING_REVIEW},
+        cur, case_id, Status.REVIEW_ESCALATED, "review_decision", reason, allowed_from={Status.PENDING_REVIEW, Status.MODEL_FAILED},
         expect_version=proposal_version,
     ))  # fmt: skip
 

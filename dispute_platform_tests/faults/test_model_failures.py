@@ -83,7 +83,7 @@ def test_model_failures_escalate_with_reasons_after_retries(db, sqs, pg_url, tmp
         proposal, state = proposals[case], states[case]
         assert proposal["action"] == "escalate" and "model_failure" in proposal["flags"], (case, proposal)
         assert reason in proposal["proposal"]["reasoning"], (case, proposal["proposal"]["reasoning"])
-        assert state["status"] == "pending_review", (case, state["status"])
+        assert state["status"] == "model_failed", (case, state["status"])  # a visible state, decided by a person
         assert reason in (state["status_reason"] or ""), (case, state["status_reason"])
         assert proposal["cost_usd"] == billed[case] and state["llm_cost"] == billed[case], (case, proposal["cost_usd"])
         checks = db.fetch_all("SELECT passed FROM check_results WHERE case_id = %s", (case,))

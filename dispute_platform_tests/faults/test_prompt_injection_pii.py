@@ -154,10 +154,11 @@ def test_injection_and_pii_never_reach_the_model_or_the_money(db, sqs, pg_url, t
             assert refundable is not None and amount <= Decimal(str(refundable)), (case_id, amount, refundable)
         assert not _leaks(row["proposal"]["reasoning"]), (case_id, row["proposal"]["reasoning"])
         assert row["proposal"]["cited_policies"] == [] and row["proposal"]["similar_cases"] == []
-        assert state["status"] in ("pending_review", "blocked"), (case_id, state["status"])
+        assert state["status"] in ("pending_review", "model_failed", "blocked"), (case_id, state["status"])
     assert proposals["CASE-1002"]["action"] == "escalate" and "above_approval_threshold" in proposals["CASE-1002"]["flags"]
     assert proposals["CASE-1063"]["amount"] == Decimal("49.00")
     assert proposals["CASE-1024"]["action"] == "escalate" and "model_failure" in proposals["CASE-1024"]["flags"]
+    assert states["CASE-1024"]["status"] == "model_failed"
     assert any(f.startswith("amount_capped_to_disputed") for f in proposals["CASE-1025"]["flags"])
 
     # (c) no card number in the structured logs (this run's file, and the shared one if present)
