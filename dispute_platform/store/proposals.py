@@ -35,7 +35,7 @@ def save_proposal(
     if not moved:
         return None
     cur.execute(
-        "UPDATE proposals SET status = 'superseded' WHERE case_id = %s AND status IN ('pending_review', 'blocked')",
+        "UPDATE proposals SET status = 'superseded' WHERE case_id = %s AND status IN ('pending_review', 'model_failed', 'blocked')",
         (case_id,),
     )
     cur.execute(
