@@ -33,9 +33,9 @@ from dispute_platform.domain.review import DecisionRefused
 from dispute_platform.store import sessions
 from dispute_platform.store.db import Database
 from dispute_platform.resources.limits import Limits
-from dispute_platform.store.reviewers import Reviewer
+from dispute_platform.store.reviewers import IssuedTicket, Reviewer
 from dispute_platform.store.sessions import DeskReviewer
-from dispute_platform.workflow.review import RecordedDecision, record_decision
+from dispute_platform.workflow.review import RecordedDecision, issue_decision_ticket, record_decision
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "dp_desk_session"
@@ -222,7 +222,7 @@ def create_desk(db: Database, config: DeskConfig, daemon_state: Any = None) -> F
 
     def dispute_page(
         request: Request, case_id: str, reviewer: DeskReviewer, csrf: str | None, *, status_code: int = 200,
-        error: str = "", notice: str = "", form: dict | None = None,
+        error: str = "", notice: str = "", form: dict | None = None, ticket: IssuedTicket | None = None,
     ) -> HTMLResponse:  # fmt: skip
         view = db.transact(
             lambda cur: dispute_view(cur, case_id, reviewer=reviewer, limits=config.limits, policies=policies)
@@ -231,7 +231,7 @@ def create_desk(db: Database, config: DeskConfig, daemon_state: Any = None) -> F
             return render(request, "message.html", 404, title="Not found", message=f"No dispute {case_id}.",
                           signed_in=reviewer, csrf=csrf)  # fmt: skip
         return render(request, "dispute.html", status_code, v=view, signed_in=reviewer, csrf=csrf, error=error,
-                      notice=notice, form=form or {})  # fmt: skip
+                      notice=notice, form=form or {}, ticket=ticket)  # fmt: skip
 
     @desk.get("/disputes/{case_id}", response_class=HTMLResponse)
     def dispute(request: Request, case_id: CaseId, recorded: int | None = None) -> Response:
@@ -277,6 +277,27 @@ def create_desk(db: Database, config: DeskConfig, daemon_state: Any = None) -> F
             return dispute_page(request, case_id, reviewer, lookup.csrf_token, status_code=refused.status_code,
                                 error=_refusal_text(refused), form=fields)  # fmt: skip
         return RedirectResponse(f"{COOKIE_PATH}/disputes/{quote(case_id)}?recorded={recorded.decision_id}", status_code=303)
+
+    @desk.post("/disputes/{case_id}/ticket")
+    async def ticket(request: Request, case_id: CaseId) -> Response:
+        """A single-use launchpad ticket for the signed-in reviewer (the endpoint's POST /human-review/tickets)."""
+        reviewer, lookup = _reviewer_from_session(request)
+        if reviewer is None:
+            return refuse_post(request, lookup)
+        fields = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        if not _csrf_ok(lookup, fields.get("csrf")):
+            return dispute_page(request, case_id, reviewer, lookup.csrf_token, status_code=403,
+                                error="Refused: the form did not carry this session's security token. Reload the page.")  # fmt: skip
+        try:
+            version = int(fields.get("proposal_version", ""))
+            issued = issue_decision_ticket(db, Reviewer(reviewer.id, reviewer.name), case_id, version, config.limits, via="desk")
+        except ValueError:
+            return dispute_page(request, case_id, reviewer, lookup.csrf_token, status_code=422,
+                                error="The form lost the proposal version: reload the page.")  # fmt: skip
+        except DecisionRefused as refused:
+            return dispute_page(request, case_id, reviewer, lookup.csrf_token, status_code=refused.status_code,
+                                error=_refusal_text(refused))  # fmt: skip
+        return dispute_page(request, case_id, reviewer, lookup.csrf_token, ticket=issued)
 
     return desk
 

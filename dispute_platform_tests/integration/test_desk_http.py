@@ -100,3 +100,24 @@ def test_sessions_expire_and_end(db):
     short = db.transact(lambda cur: sessions.open_session(cur, reviewer, 0.0001))
     time.sleep(0.5)
     assert db.transact(lambda cur: sessions.lookup_session(cur, short.session_id)).state == "expired"
+
+
+def test_the_desk_issues_a_launchpad_ticket_to_the_signed_in_reviewer(db, client, sqs, pg_url, tmp_path, chroma_dir):
+    from dispute_platform.workflow.review import decide_with_ticket
+    from dispute_platform_tests.money.support import REFUND_49, pending
+
+    pending(db, pg_url, sqs, tmp_path, [REFUND_49])
+    db.transact(lambda cur: reviewers.add_reviewer(cur, "erin", "erin-token-0123456789"))
+    csrf = client.get("/desk/sign-in").text.split('name="csrf" value="')[1].split('"')[0]
+    client.post("/desk/sign-in", data={"token": "erin-token-0123456789", "csrf": csrf, "next": "/desk/"})
+    page = client.get(f"/desk/disputes/{REFUND_49}").text
+    csrf = page.split('name="csrf" value="')[1].split('"')[0]
+    assert client.post(f"/desk/disputes/{REFUND_49}/ticket", data={"proposal_version": "1"}).status_code == 403  # no CSRF
+    answer = client.post(f"/desk/disputes/{REFUND_49}/ticket", data={"csrf": csrf, "proposal_version": "1"})
+    assert answer.status_code == 200 and 'data-testid="ticket"' in answer.text
+    ticket = answer.text.split("ticket: ")[1].split()[0]
+    recorded = decide_with_ticket(db, ticket=ticket, case_id=REFUND_49, decision="approved", comments="", proposal_version=None,
+                                  modified=None, limits=Limits(), run_id="launchpad")  # fmt: skip
+    assert recorded.reviewer.name == "erin"
+    row = db.fetch_one("SELECT issued_via, used_by_run FROM decision_tickets")
+    assert row == {"issued_via": "desk", "used_by_run": "launchpad"}
