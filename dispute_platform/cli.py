@@ -439,18 +439,25 @@ def reviewer_add(name: str, email: str | None) -> None:
         console.print(f"reviewer {name} created. Token (shown once, keep it secret):\n{token}")
 
 
+def _change_reviewer(name: str, change, done: str) -> None:
+    """Apply `change(cur)` to the reviewer called `name` (any case); say `done`, or fail if none."""
+    from dispute_platform.store.db import Database
+
+    with local_services(verbose=False):
+        _migrate(verbose=False)
+        if not Database(os.environ["DATABASE_URL"]).transact(change):
+            _fail(f"no reviewer named {name!r}")
+        console.print(done)
+
+
 @reviewer.command("revoke")
 @click.argument("name")
 def reviewer_revoke(name: str) -> None:
     """Disable a reviewer at once: their token and unused decision tickets stop working."""
-    from dispute_platform.store.db import Database
     from dispute_platform.store.reviewers import revoke_reviewer
 
-    with local_services(verbose=False):
-        _migrate(verbose=False)
-        if not Database(os.environ["DATABASE_URL"]).transact(lambda cur: revoke_reviewer(cur, name)):
-            _fail(f"no reviewer named {name!r}")
-        console.print(f"reviewer {name} revoked: their token and unused tickets no longer work")
+    _change_reviewer(name, lambda cur: revoke_reviewer(cur, name),
+                     f"reviewer {name} revoked: their token and unused tickets no longer work")  # fmt: skip
 
 
 @reviewer.command("rotate")
@@ -459,15 +466,11 @@ def reviewer_rotate(name: str) -> None:
     """Give a reviewer a new token (printed once); the old one and their unused tickets stop at once."""
     import secrets
 
-    from dispute_platform.store.db import Database
     from dispute_platform.store.reviewers import rotate_token
 
-    with local_services(verbose=False):
-        _migrate(verbose=False)
-        token = secrets.token_urlsafe(32)
-        if not Database(os.environ["DATABASE_URL"]).transact(lambda cur: rotate_token(cur, name, token)):
-            _fail(f"no reviewer named {name!r}")
-        console.print(f"reviewer {name}: new token (shown once, keep it secret):\n{token}")
+    token = secrets.token_urlsafe(32)
+    _change_reviewer(name, lambda cur: rotate_token(cur, name, token),
+                     f"reviewer {name}: new token (shown once, keep it secret):\n{token}")  # fmt: skip
 
 
 @reviewer.command("list")

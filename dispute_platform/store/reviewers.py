@@ -83,12 +83,7 @@ def revoke_reviewer(cur: Any, name: str) -> bool:
         "UPDATE reviewers SET disabled_at = COALESCE(disabled_at, now()) WHERE lower(name) = lower(%s) RETURNING id",
         (name,),
     )
-    row = cur.fetchone()
-    if row is None:
-        return False
-    cur.execute("UPDATE decision_tickets SET used_at = now(), used_by_run = 'revoked' WHERE reviewer_id = %s AND used_at IS NULL",
-                (row["id"],))  # fmt: skip
-    return True
+    return _burn_unused_tickets(cur, cur.fetchone(), "revoked")
 
 
 def rotate_token(cur: Any, name: str, new_token: str) -> bool:
@@ -98,11 +93,15 @@ def rotate_token(cur: Any, name: str, new_token: str) -> bool:
            WHERE lower(name) = lower(%s) AND kind = 'person' RETURNING id""",
         (token_digest(new_token), name),
     )
-    row = cur.fetchone()
-    if row is None:
+    return _burn_unused_tickets(cur, cur.fetchone(), "rotated")
+
+
+def _burn_unused_tickets(cur: Any, reviewer_row: dict | None, why: str) -> bool:
+    """After a revoke or a rotation, the reviewer's unused tickets stop too. False: no such reviewer."""
+    if reviewer_row is None:
         return False
-    cur.execute("UPDATE decision_tickets SET used_at = now(), used_by_run = 'rotated' WHERE reviewer_id = %s AND used_at IS NULL",
-                (row["id"],))  # fmt: skip
+    cur.execute("UPDATE decision_tickets SET used_at = now(), used_by_run = %s WHERE reviewer_id = %s AND used_at IS NULL",
+                (why, reviewer_row["id"]))  # fmt: skip
     return True
 
 
