@@ -97,7 +97,7 @@ def rotate_token(cur: Cursor, name: str, new_token: str) -> bool:
     return _burn_unused_tickets(cur, cur.fetchone(), "rotated")
 
 
-def _burn_unused_tickets(cur: Any, reviewer_row: dict | None, why: str) -> bool:
+def _burn_unused_tickets(cur: Cursor, reviewer_row: Row | None, why: str) -> bool:
     """After a revoke or a rotation, the reviewer's unused tickets stop too. False: no such reviewer."""
     if reviewer_row is None:
         return False
