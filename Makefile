@@ -32,9 +32,10 @@ dev: $(STAMP)  ## the Dagster UI on the same storage
 api: $(STAMP)  ## the decision endpoint on :8003
 	$(BIN)/dispute-platform api
 
-check: $(STAMP)  ## generated files up to date, Dagster definitions valid (dg check defs, offline)
+check: $(STAMP)  ## generated files up to date, types (mypy, strict on domain/ and store/), Dagster definitions valid (dg check defs, offline)
 	$(BIN)/python scripts/build_policies.py --check
 	$(BIN)/python scripts/build_sandbox_world.py --check
+	$(BIN)/mypy
 	home=$$(mktemp -d) && VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(BIN)):$$PATH DAGSTER_HOME=$$home \
 		$(BIN)/dg check defs --use-active-venv; status=$$?; rm -rf $$home; exit $$status
 

@@ -37,7 +37,7 @@ import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel
 
@@ -53,8 +53,8 @@ from dispute_platform.domain.models import (
 
 SOURCE = "cfpb"
 CASE_ID_PREFIX = "CFPB-"
-MONEY_BACK = "money_back"
-NO_MONEY = "no_money"
+MONEY_BACK: Final = "money_back"
+NO_MONEY: Final = "no_money"
 OutcomeLabel = Literal["money_back", "no_money"]
 # A real narrative is at most a few tens of thousands of characters; Python's csv module refuses
 # fields over 128 KiB by default, which would turn one long narrative into a bad row.

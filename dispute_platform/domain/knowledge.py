@@ -78,7 +78,7 @@ class HistoricalResolution(BaseModel):
 
     def metadata(self) -> dict[str, str | float | int | bool]:
         """Chroma metadata: flat scalars only, no None."""
-        raw = {
+        raw: dict[str, str | float | int | bool] = {
             "case_id": self.case_id,
             "dispute_type": self.dispute_type,
             "segment": self.segment or "unknown",

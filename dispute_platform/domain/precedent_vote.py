@@ -26,16 +26,16 @@ proposal's confidence is calibrated there, not here.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
+from typing import Final, Literal, TypedDict
 
 from pydantic import BaseModel, Field
 
 from dispute_platform.domain.facts import DisputeFacts, cents
 from dispute_platform.domain.models import Action, SimilarCase
 
-MONEY_BACK = "money_back"
-NO_MONEY = "no_money"
-ESCALATE = "escalate"
+MONEY_BACK: Final = "money_back"
+NO_MONEY: Final = "no_money"
+ESCALATE: Final = "escalate"
 Side = Literal["money_back", "no_money", "escalate"]
 _MONEY_ACTIONS = {Action.FULL_REFUND.value, Action.PARTIAL_REFUND.value, Action.CREDIT.value}
 # A base rate this close to 0 or 1 would let a single vote decide everything.
@@ -69,6 +69,15 @@ class Tally(BaseModel):
     why: str
 
 
+class _TallyWeights(TypedDict):
+    """The fields every `Tally` of one vote shares, whichever side it takes."""
+
+    money_back_weight: float
+    no_money_weight: float
+    escalate_weight: float
+    voters: int
+
+
 def outcome_side(action: str) -> Side | None:
     """What a past case's action amounts to in the vote (None: it does not vote)."""
     if action in _MONEY_ACTIONS:
@@ -100,7 +109,7 @@ def tally(cases: list[SimilarCase], settings: PrecedentSettings, base_rate: floa
     for entries in sides.values():
         entries.sort(key=lambda e: (-e[0], e[1]))
     voters = sum(len(v) for v in sides.values())
-    common = dict(
+    common = _TallyWeights(
         money_back_weight=round(weights[MONEY_BACK], 6),
         no_money_weight=round(weights[NO_MONEY], 6),
         escalate_weight=round(weights[ESCALATE], 6),
@@ -117,7 +126,7 @@ def tally(cases: list[SimilarCase], settings: PrecedentSettings, base_rate: floa
     if abs(share - 0.5) < settings.split_margin:
         return Tally(side=ESCALATE, share=share, why=f"split precedent: balanced money-back share {share:.2f}, "
                      f"within {settings.split_margin:.2f} of even", **common)  # fmt: skip
-    side: Side = MONEY_BACK if share > 0.5 else NO_MONEY
+    side = MONEY_BACK if share > 0.5 else NO_MONEY
     other = NO_MONEY if side == MONEY_BACK else MONEY_BACK
     return Tally(
         side=side,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -44,7 +45,9 @@ BUCKET_KEYS: list[str] = [bucket_key(b) for b in range(BUCKETS)]
 
 # --- batches -----------------------------------------------------------------------------------
 
-BATCH_SCHEMA = {
+ChromaMetadata = dict[str, str | float | int | bool]  # what HistoricalResolution.metadata() gives
+
+BATCH_SCHEMA: dict[str, pl.DataType | pl.datatypes.DataTypeClass] = {
     "case_id": pl.String,
     "text": pl.String,
     "document": pl.String,
@@ -53,7 +56,7 @@ BATCH_SCHEMA = {
 }
 
 
-def batch_frame(rows: Sequence[Mapping]) -> pl.DataFrame:
+def batch_frame(rows: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
     """One page of `historical_resolutions` rows (case_id, record, updated_at) as what goes into
     Chroma: the id, the text to encode, the document, the flat metadata, and the row version the
     vector answers.
@@ -73,7 +76,7 @@ def batch_frame(rows: Sequence[Mapping]) -> pl.DataFrame:
     )
 
 
-def chroma_payload(frame: pl.DataFrame, model_identity: str) -> tuple[list[str], list[str], list[dict], list[str]]:
+def chroma_payload(frame: pl.DataFrame, model_identity: str) -> tuple[list[str], list[str], list[ChromaMetadata], list[str]]:
     """ids, documents, metadatas (every vector carries the model that made it) and the texts to
     encode, for one upsert."""
     metadatas = [dict(m) | {"model": model_identity} for m in frame["metadata"].to_list()]

@@ -109,6 +109,9 @@ def evaluate_decision(
     if decision == "rejected":
         return DecisionOutcome("none", Decimal("0"), True, Status.REJECTED, {"action": "rejected"})
 
+    action: Action
+    amount: Decimal
+    changed: dict[str, object]
     if decision == "approved":
         if dispute.proposed_action == Action.ESCALATE:
             raise DecisionRefused(

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from functools import cached_property
 from pathlib import Path
 
-from typing import Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,6 +32,14 @@ from dispute_platform.domain.models import (
 
 BUNDLED_WORLD = Path(__file__).resolve().parent.parent / "data" / "sandbox_world.json"
 SCHEMA_VERSION = 1
+
+
+class _CustomerOwned(Protocol):
+    @property
+    def customer_id(self) -> str: ...
+
+
+_Owned = TypeVar("_Owned", bound=_CustomerOwned)
 
 
 class WorldSubscription(BaseModel):
@@ -69,7 +77,7 @@ class SandboxWorld(BaseModel):
     incidents: list[WorldIncident] = Field(default_factory=list)
     cases: list[Case]
     # Dispute-event bodies (JSON objects) that `dispute-platform run` publishes on a fresh queue.
-    sample_events: list[dict] = Field(default_factory=list)
+    sample_events: list[dict[str, Any]] = Field(default_factory=list)
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> SandboxWorld:
@@ -101,8 +109,8 @@ class SandboxWorld(BaseModel):
     def charges_by_id(self) -> dict[str, Charge]:
         return {c.charge_id: c for c in self.charges}
 
-    def _by_customer(self, items: list) -> dict[str, list]:
-        grouped: dict[str, list] = {}
+    def _by_customer(self, items: list[_Owned]) -> dict[str, list[_Owned]]:
+        grouped: dict[str, list[_Owned]] = {}
         for item in items:
             grouped.setdefault(item.customer_id, []).append(item)
         return grouped

@@ -3,13 +3,14 @@ people give on them after the fact (sql/007, append-only)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from dispute_platform.store.audit import jsonb
+from dispute_platform.store.db import Cursor, Row
 
 
 def record_action(
-    cur: Any,
+    cur: Cursor,
     *,
     case_id: str,
     version: int,
@@ -17,17 +18,17 @@ def record_action(
     reviewer_id: int,
     decision_id: int | None = None,
     sampled: bool = False,
-    details: dict | None = None,
+    details: dict[str, Any] | None = None,
 ) -> int:
     cur.execute(
         """INSERT INTO dispute_actions (case_id, proposal_version, kind, reviewer_id, decision_id, sampled, details)
            VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id""",
         (case_id, version, kind, reviewer_id, decision_id, sampled, jsonb(details or {})),
     )
-    return int(cur.fetchone()["id"])
+    return int(cast(Row, cur.fetchone())["id"])  # INSERT ... RETURNING: always a row
 
 
-def auto_approval(cur: Any, case_id: str) -> dict | None:
+def auto_approval(cur: Cursor, case_id: str) -> Row | None:
     """The dispute's latest auto-approval, with its after-the-fact verdict if one was given."""
     cur.execute(
         """SELECT a.*, v.kind AS verdict, v.created_at AS verdict_at, r.name AS verdict_by
@@ -41,7 +42,7 @@ def auto_approval(cur: Any, case_id: str) -> dict | None:
     return cur.fetchone()
 
 
-def sampled_awaiting_review(cur: Any, limit: int = 500) -> list[dict]:
+def sampled_awaiting_review(cur: Cursor, limit: int = 500) -> list[Row]:
     """Auto-approvals sampled for a person's look that nobody has reviewed yet, oldest first."""
     cur.execute(
         """SELECT a.case_id, a.proposal_version, a.details, a.created_at, w.status, w.final_resolution

@@ -5,25 +5,27 @@ store/repo.py, which holds the money path."""
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, cast
 
 from psycopg2.extras import Json
+
+from dispute_platform.store.db import Cursor, Row
 
 # Decisions recorded by automation, not by a person: learning from them would let the platform
 # confirm itself.
 AUTOMATED_REVIEWERS = ("auto-policy",)
 
 
-def history_version(cur) -> tuple[str, int]:
+def history_version(cur: Cursor) -> tuple[str, int]:
     """(digest, count) of historical_resolutions: it changes whenever a past case is added,
     changed or removed (count and newest update together; a delete lowers the count)."""
     cur.execute("SELECT COUNT(*) AS n, MAX(updated_at) AS last, COALESCE(SUM(hashtext(case_id)::bigint), 0) AS ids FROM historical_resolutions")
-    row = cur.fetchone()
+    row = cast(Row, cur.fetchone())  # an aggregate: always a row
     text = f"{row['n']}|{row['last'].isoformat() if row['last'] else ''}|{row['ids']}"
     return hashlib.sha256(text.encode()).hexdigest()[:16], int(row["n"])
 
 
-def history_counts(cur) -> dict[str, int]:
+def history_counts(cur: Cursor) -> dict[str, int]:
     """Past cases, and those with a money-back or a no-money outcome (the vote's base rate)."""
     cur.execute(
         """SELECT COUNT(*) AS cases,
@@ -31,28 +33,28 @@ def history_counts(cur) -> dict[str, int]:
                   COUNT(*) FILTER (WHERE record->>'action' IN ('full_refund', 'partial_refund', 'credit', 'deny')) AS decided
              FROM historical_resolutions"""
     )
-    return {k: int(v) for k, v in cur.fetchone().items()}
+    return {k: int(v) for k, v in cast(Row, cur.fetchone()).items()}  # an aggregate: always a row
 
 
 def save_calibration(
-    cur, calibration: dict[str, Any], *, history_version: str, history_cases: int, held_back: int, run_id: str | None
+    cur: Cursor, calibration: dict[str, Any], *, history_version: str, history_cases: int, held_back: int, run_id: str | None
 ) -> int:
     cur.execute(
         """INSERT INTO proposal_calibrations (calibration_id, history_version, history_cases, held_back, calibration, dagster_run_id)
            VALUES (%s, %s, %s, %s, %s, %s) RETURNING id""",
         (calibration["calibration_id"], history_version, history_cases, held_back, Json(calibration), run_id),
     )
-    return int(cur.fetchone()["id"])
+    return int(cast(Row, cur.fetchone())["id"])  # INSERT ... RETURNING: always a row
 
 
-def latest_calibration(cur) -> dict[str, Any] | None:
+def latest_calibration(cur: Cursor) -> dict[str, Any] | None:
     cur.execute(
         "SELECT calibration, history_version, fitted_at FROM proposal_calibrations ORDER BY fitted_at DESC, id DESC LIMIT 1"
     )
     return cur.fetchone()
 
 
-def reviewed_proposals(cur, limit: int = 20000) -> list[dict[str, Any]]:
+def reviewed_proposals(cur: Cursor, limit: int = 20000) -> list[dict[str, Any]]:
     """Reviewed proposals (at most `limit`), one row per reviewed version with the first person's
     decision: the proposal's basis, action and raw confidence, and the decision."""
     cur.execute(

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import psycopg2
 import psycopg2.errors
@@ -23,6 +23,23 @@ import psycopg2.pool
 SCHEMA = "dispute_platform"
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+# One database row as the store's cursors return it: column name -> value.
+Row = dict[str, Any]
+
+
+class Cursor(Protocol):
+    """What store functions use of the RealDictCursor that `Database.cursor` opens."""
+
+    def execute(self, query: str, vars: Sequence[Any] | Mapping[str, Any] | None = None) -> None: ...
+
+    def fetchone(self) -> Row | None: ...
+
+    def fetchall(self) -> list[Row]: ...
+
+    @property
+    def rowcount(self) -> int: ...
+
 
 class LockBusy(RuntimeError):
     """Another process holds a session lock longer than the caller would wait (retry later)."""
@@ -68,14 +85,16 @@ class Database:
             return self._pool
 
     @contextmanager
-    def cursor(self) -> Iterator[psycopg2.extras.RealDictCursor]:
+    def cursor(self) -> Iterator[Cursor]:
         """One transaction: committed when the block ends, rolled back if it raises."""
         pool = self._get_pool()
         conn = pool.getconn()
         broken = False
         try:
             with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-                yield cur
+                # psycopg2's stubs give a list of OrderedDict[Any, Any] rows, which no
+                # list[dict[str, Any]] accepts (lists are invariant); the rows are str-keyed dicts.
+                yield cast(Cursor, cur)
             conn.commit()
         except _CONNECTION_ERRORS:
             broken = True
@@ -89,7 +108,7 @@ class Database:
         finally:
             pool.putconn(conn, close=broken or conn.closed != 0)
 
-    def transact(self, fn: Callable[[Any], T], *, attempts: int = 8, max_wait: float = 30.0) -> T:
+    def transact(self, fn: Callable[[Cursor], T], *, attempts: int = 8, max_wait: float = 30.0) -> T:
         """Run `fn(cursor)` in a transaction, again on a fresh connection if the server dropped
         it, waiting up to `max_wait` seconds in all (enough for a Postgres restart)."""
         delay, waited = 0.25, 0.0
@@ -106,7 +125,7 @@ class Database:
                 delay = min(delay * 2, 5.0)
         raise AssertionError("unreachable")
 
-    def _connect_patiently(self, max_wait: float = 30.0) -> Any:
+    def _connect_patiently(self, max_wait: float = 30.0) -> psycopg2.extensions.connection:
         """A dedicated connection, waiting out a server restart like `transact` does."""
         delay, waited = 0.25, 0.0
         while True:
@@ -142,11 +161,19 @@ class Database:
             except psycopg2.Error:
                 pass
 
-    def fetch_all(self, sql: str, params: Any = None) -> list[dict]:
-        return self.transact(lambda cur: (cur.execute(sql, params), cur.fetchall())[1])
+    def fetch_all(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> list[Row]:
+        def run(cur: Cursor) -> list[Row]:
+            cur.execute(sql, params)
+            return cur.fetchall()
 
-    def fetch_one(self, sql: str, params: Any = None) -> dict | None:
-        return self.transact(lambda cur: (cur.execute(sql, params), cur.fetchone())[1])
+        return self.transact(run)
+
+    def fetch_one(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> Row | None:
+        def run(cur: Cursor) -> Row | None:
+            cur.execute(sql, params)
+            return cur.fetchone()
+
+        return self.transact(run)
 
     def ping(self) -> bool:
         try:

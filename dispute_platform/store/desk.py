@@ -4,7 +4,9 @@ and the past cases a proposal cites."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
+
+from dispute_platform.store.db import Cursor, Row
 
 QueueSort = Literal["age", "amount", "sla"]
 
@@ -20,7 +22,7 @@ _ORDER = {
 }
 
 
-def review_queue(cur, *, sla_hours: float, sort: QueueSort = "sla", order: str = "asc") -> list[dict]:
+def review_queue(cur: Cursor, *, sla_hours: float, sort: QueueSort = "sla", order: str = "asc") -> list[Row]:
     """Disputes waiting for a reviewer, with their current proposal and SLA due time."""
     clause = _ORDER.get((sort, order)) or _ORDER[("sla", "asc")]
     cur.execute(
@@ -40,7 +42,7 @@ def review_queue(cur, *, sla_hours: float, sort: QueueSort = "sla", order: str =
     return cur.fetchall()
 
 
-def past_cases(cur, case_ids: Sequence[str]) -> dict[str, dict]:
+def past_cases(cur: Cursor, case_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """The stored records (HistoricalResolution JSON) of past cases, by case id."""
     if not case_ids:
         return {}

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import psutil
 import psycopg2
 
+if TYPE_CHECKING:
+    from pgserver.postgres_server import PostgresServer
+
 DATABASE_NAME = "dispute_platform"
-_servers: dict[Path, Any] = {}  # keep handles alive for the life of this process
+_servers: dict[Path, PostgresServer] = {}  # keep handles alive for the life of this process
 
 
 def _holder_alive(pid: int) -> bool:
@@ -54,14 +57,14 @@ def prune_dead_holders(pgdata: Path) -> list[int]:
 
 
 def embedded_database_url(pgdata: Path) -> str:
-    import pgserver  # imported here: a configured DATABASE_URL never needs it
+    from pgserver.postgres_server import get_server  # imported here: a configured DATABASE_URL never needs it
 
     pgdata = pgdata.resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
     server = _servers.get(pgdata)
     if server is None:
         prune_dead_holders(pgdata)
-        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        server = get_server(pgdata, cleanup_mode="stop")
         _servers[pgdata] = server
     conn = psycopg2.connect(server.get_uri("postgres"))
     try:

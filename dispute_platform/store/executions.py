@@ -9,7 +9,9 @@ provider refused is `failed`, and the next movement of that dispute gets the nex
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import cast
+
+from dispute_platform.store.db import Cursor, Row
 
 LIVE = ("started", "succeeded", "noop")
 
@@ -19,19 +21,19 @@ def movement_key(case_id: str, earlier_refusals: int) -> str:
     return f"dispute-{case_id}" if earlier_refusals == 0 else f"dispute-{case_id}-m{earlier_refusals + 1}"
 
 
-def live_execution(cur: Any, case_id: str) -> dict | None:
+def live_execution(cur: Cursor, case_id: str) -> Row | None:
     """The dispute's started, succeeded or no-op execution (the index allows one at most)."""
     cur.execute("SELECT * FROM executions WHERE case_id = %s AND status = ANY(%s)", (case_id, list(LIVE)))
     return cur.fetchone()
 
 
-def refusals(cur: Any, case_id: str) -> int:
+def refusals(cur: Cursor, case_id: str) -> int:
     cur.execute("SELECT COUNT(*) AS n FROM executions WHERE case_id = %s AND status = 'failed'", (case_id,))
-    return int(cur.fetchone()["n"])
+    return int(cast(Row, cur.fetchone())["n"])  # an aggregate: always a row
 
 
 def open_execution(
-    cur: Any,
+    cur: Cursor,
     *,
     case_id: str,
     version: int,
@@ -42,7 +44,7 @@ def open_execution(
     charge_id: str | None,
     customer_id: str | None,
     status: str = "started",
-) -> dict:
+) -> Row:
     """Insert the dispute's movement (call under the case lock, after `live_execution` found none).
     The partial unique index refuses a second live row even if a caller forgot to look."""
     key = movement_key(case_id, refusals(cur, case_id))
@@ -52,10 +54,10 @@ def open_execution(
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 1, %s, %s) RETURNING *""",
         (case_id, version, decision_id, key, action, amount, currency, status, charge_id, customer_id),
     )
-    return cur.fetchone()
+    return cast(Row, cur.fetchone())  # INSERT ... RETURNING: always a row (or an error)
 
 
-def count_attempt(cur: Any, execution_id: int) -> dict:
+def count_attempt(cur: Cursor, execution_id: int) -> Row | None:
     cur.execute(
         "UPDATE executions SET attempts = attempts + 1, updated_at = now() WHERE id = %s AND status = 'started' RETURNING *",
         (execution_id,),
@@ -63,13 +65,13 @@ def count_attempt(cur: Any, execution_id: int) -> dict:
     return cur.fetchone()
 
 
-def note_error(cur: Any, execution_id: int, error: str) -> None:
+def note_error(cur: Cursor, execution_id: int, error: str) -> None:
     """An attempt whose outcome is unknown (a timeout, a lost response): the row stays started,
     so the next attempt reconciles with the provider before it calls again."""
     cur.execute("UPDATE executions SET error = %s, updated_at = now() WHERE id = %s AND status = 'started'", (error, execution_id))
 
 
-def settle(cur: Any, execution_id: int, status: str, *, provider_ref: str | None = None, error: str | None = None,
+def settle(cur: Cursor, execution_id: int, status: str, *, provider_ref: str | None = None, error: str | None = None,
            reconciled: bool = False) -> bool:  # fmt: skip
     """Record the outcome of a started movement. Only a started row changes: a success recorded by
     another attempt stays as it is (returns False)."""
@@ -82,7 +84,7 @@ def settle(cur: Any, execution_id: int, status: str, *, provider_ref: str | None
     return cur.fetchone() is not None
 
 
-def committed_on_charge(cur: Any, charge_id: str, *, excluding: int) -> dict[str, Decimal]:
+def committed_on_charge(cur: Cursor, charge_id: str, *, excluding: int) -> dict[str, Decimal]:
     """What the platform has committed on a charge outside one execution: credits started or
     succeeded (the payment provider does not know them), and refunds still in flight (started,
     perhaps not yet on the provider's books). Call under the charge's lock."""
@@ -92,15 +94,15 @@ def committed_on_charge(cur: Any, charge_id: str, *, excluding: int) -> dict[str
            FROM executions WHERE charge_id = %s AND id <> %s""",
         (charge_id, excluding),
     )
-    row = cur.fetchone()
+    row = cast(Row, cur.fetchone())  # an aggregate: always a row
     return {"credits": row["credits"], "refunds_in_flight": row["refunds_in_flight"]}
 
 
-def lock_charge(cur: Any, charge_id: str) -> None:
+def lock_charge(cur: Cursor, charge_id: str) -> None:
     cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("charge:" + charge_id,))
 
 
-def succeeded_execution(cur: Any, case_id: str) -> dict | None:
+def succeeded_execution(cur: Cursor, case_id: str) -> Row | None:
     cur.execute(
         "SELECT * FROM executions WHERE case_id = %s AND status IN ('succeeded', 'noop') ORDER BY id DESC LIMIT 1",
         (case_id,),
@@ -108,6 +110,6 @@ def succeeded_execution(cur: Any, case_id: str) -> dict | None:
     return cur.fetchone()
 
 
-def executions_for(cur: Any, case_id: str) -> list[dict]:
+def executions_for(cur: Cursor, case_id: str) -> list[Row]:
     cur.execute("SELECT * FROM executions WHERE case_id = %s ORDER BY id", (case_id,))
     return cur.fetchall()

@@ -8,9 +8,10 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 from dispute_platform.settings import REPO_ROOT
-from dispute_platform.store.db import SCHEMA, Database
+from dispute_platform.store.db import SCHEMA, Cursor, Database, Row
 
 _NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 _LOCK_ID = 0x6469_7370  # "disp": serialises concurrent `setup` runs
@@ -52,7 +53,7 @@ def discover(directory: Path | None = None) -> list[Migration]:
     return migrations
 
 
-def _ensure_bookkeeping(cur) -> None:
+def _ensure_bookkeeping(cur: Cursor) -> None:
     cur.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
     cur.execute(
         f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_migrations (
@@ -62,9 +63,9 @@ def _ensure_bookkeeping(cur) -> None:
 
 
 def status(db: Database, directory: Path | None = None) -> list[MigrationStatus]:
-    def read(cur):
+    def read(cur: Cursor) -> dict[str, Row]:
         cur.execute("SELECT to_regclass(%s) AS t", (f"{SCHEMA}.schema_migrations",))
-        if cur.fetchone()["t"] is None:
+        if cast(Row, cur.fetchone())["t"] is None:  # a SELECT without FROM: always a row
             return {}
         cur.execute(f"SELECT version, checksum, applied_at FROM {SCHEMA}.schema_migrations")
         return {row["version"]: row for row in cur.fetchall()}
@@ -85,7 +86,7 @@ def apply(db: Database, directory: Path | None = None) -> list[Migration]:
     done: list[Migration] = []
     for migration in discover(directory):
 
-        def step(cur, migration=migration) -> bool:
+        def step(cur: Cursor, migration: Migration = migration) -> bool:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
             _ensure_bookkeeping(cur)
             cur.execute(f"SELECT checksum FROM {SCHEMA}.schema_migrations WHERE version = %s", (migration.version,))
@@ -113,7 +114,7 @@ def apply(db: Database, directory: Path | None = None) -> list[Migration]:
 def reset(db: Database) -> None:
     """Drop everything the platform owns (its schema), leaving Dagster's tables alone."""
 
-    def drop(cur):
+    def drop(cur: Cursor) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
         cur.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
 

@@ -5,17 +5,18 @@ cannot put a new version over the decision (or over an executed dispute)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from dispute_platform.domain.states import Status
 from dispute_platform.store.audit import jsonb
+from dispute_platform.store.db import Cursor, Row
 from dispute_platform.store.transitions import lock_case, transition
 
 
 def save_proposal(
-    cur: Any,
+    cur: Cursor,
     case_id: str,
-    proposal: dict,
+    proposal: dict[str, Any],
     *,
     status: Status,
     allowed_from: Iterable[Status],
@@ -27,7 +28,7 @@ def save_proposal(
     an audit row) when the dispute is no longer in `allowed_from`."""
     lock_case(cur, case_id)
     cur.execute("SELECT COALESCE(MAX(version), 0) + 1 AS v FROM proposals WHERE case_id = %s", (case_id,))
-    version = cur.fetchone()["v"]
+    version: int = cast(Row, cur.fetchone())["v"]  # an aggregate: always a row
     moved = transition(
         cur, case_id, status, "ai_proposal", reason, allowed_from=allowed_from, run_id=run_id,
         resolution_proposal=proposal | {"version": version}, proposal_version=version,

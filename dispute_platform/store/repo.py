@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from dispute_platform.domain.knowledge import HistoricalResolution
 from dispute_platform.domain.models import DisputeEvent
 from dispute_platform.store.audit import audit, audit_trail, jsonb  # noqa: F401 - re-exported
+from dispute_platform.store.db import Cursor, Row
 
 # Fixed namespace: a case's workflow id (run_id) is the same on every machine and every retry.
 WORKFLOW_NAMESPACE = uuid.UUID("5f1b7c1e-6a53-4c8e-9d0b-2f1f0e0d5a11")
@@ -31,7 +33,7 @@ def workflow_run_id(case_id: str) -> str:
 @dataclass(frozen=True)
 class AcceptedEvent:
     event: DisputeEvent
-    body: dict
+    body: dict[str, Any]
     message_id: str | None
     source_queue: str | None
 
@@ -46,7 +48,7 @@ class RejectedBody:
     dead_lettered: bool = False
 
 
-def record_accepted(cur, accepted: Sequence[AcceptedEvent]) -> list[str]:
+def record_accepted(cur: Cursor, accepted: Sequence[AcceptedEvent]) -> list[str]:
     """Store events idempotently; open a workflow row for each case seen for the first time.
     Returns the case ids of events stored now (redeliveries return nothing)."""
     stored: list[str] = []
@@ -89,7 +91,7 @@ def escape_nul(text: str) -> str:
     return text.replace("\x00", "\\u0000")
 
 
-def record_rejected(cur, rejected: Sequence[RejectedBody]) -> int:
+def record_rejected(cur: Cursor, rejected: Sequence[RejectedBody]) -> int:
     count = 0
     for item in rejected:
         cur.execute(
@@ -115,7 +117,7 @@ class NewDispute:
     first_event_id: int
 
 
-def new_disputes_after(cur, cursor: int, limit: int) -> list[NewDispute]:
+def new_disputes_after(cur: Cursor, cursor: int, limit: int) -> list[NewDispute]:
     """Cases whose first event arrived after `cursor` (a dispute_events id), oldest first.
     Later events for an already known case do not start a second workflow."""
     cur.execute(
@@ -126,12 +128,12 @@ def new_disputes_after(cur, cursor: int, limit: int) -> list[NewDispute]:
     return [NewDispute(row["case_id"], row["first_id"]) for row in cur.fetchall()]
 
 
-def first_event(cur, case_id: str) -> dict | None:
+def first_event(cur: Cursor, case_id: str) -> Row | None:
     cur.execute("SELECT * FROM dispute_events WHERE case_id = %s ORDER BY id LIMIT 1", (case_id,))
     return cur.fetchone()
 
 
-def events_for(cur, case_ids: Sequence[str]) -> dict[str, dict]:
+def events_for(cur: Cursor, case_ids: Sequence[str]) -> dict[str, Row]:
     cur.execute(
         "SELECT DISTINCT ON (case_id) * FROM dispute_events WHERE case_id = ANY(%s) ORDER BY case_id, id",
         (list(case_ids),),
@@ -142,17 +144,17 @@ def events_for(cur, case_ids: Sequence[str]) -> dict[str, dict]:
 # --- workflow state ------------------------------------------------------------------------
 
 
-def workflow_state(cur, case_id: str) -> dict | None:
+def workflow_state(cur: Cursor, case_id: str) -> Row | None:
     cur.execute("SELECT * FROM workflow_states WHERE case_id = %s", (case_id,))
     return cur.fetchone()
 
 
-def workflow_states(cur, case_ids: Iterable[str]) -> dict[str, dict]:
+def workflow_states(cur: Cursor, case_ids: Iterable[str]) -> dict[str, Row]:
     cur.execute("SELECT * FROM workflow_states WHERE case_id = ANY(%s)", (list(case_ids),))
     return {row["case_id"]: row for row in cur.fetchall()}
 
 
-def add_cost(cur, case_id: str, item: str, amount: Decimal, *, llm: bool = False) -> None:
+def add_cost(cur: Cursor, case_id: str, item: str, amount: Decimal, *, llm: bool = False) -> None:
     """Add to a dispute's cost totals and its per-service breakdown."""
     cur.execute(
         """UPDATE workflow_states SET
@@ -166,7 +168,7 @@ def add_cost(cur, case_id: str, item: str, amount: Decimal, *, llm: bool = False
     )
 
 
-def status_counts(cur) -> dict[str, int]:
+def status_counts(cur: Cursor) -> dict[str, int]:
     cur.execute("SELECT status, COUNT(*) AS n FROM workflow_states GROUP BY status")
     return {row["status"]: row["n"] for row in cur.fetchall()}
 
@@ -174,12 +176,12 @@ def status_counts(cur) -> dict[str, int]:
 # --- proposals -----------------------------------------------------------------------------
 
 
-def latest_proposal(cur, case_id: str) -> dict | None:
+def latest_proposal(cur: Cursor, case_id: str) -> Row | None:
     cur.execute("SELECT * FROM proposals WHERE case_id = %s ORDER BY version DESC LIMIT 1", (case_id,))
     return cur.fetchone()
 
 
-def latest_proposals(cur, case_ids: Sequence[str]) -> dict[str, dict]:
+def latest_proposals(cur: Cursor, case_ids: Sequence[str]) -> dict[str, Row]:
     cur.execute(
         "SELECT DISTINCT ON (case_id) * FROM proposals WHERE case_id = ANY(%s) ORDER BY case_id, version DESC",
         (list(case_ids),),
@@ -187,11 +189,11 @@ def latest_proposals(cur, case_ids: Sequence[str]) -> dict[str, dict]:
     return {row["case_id"]: row for row in cur.fetchall()}
 
 
-def set_proposal_status(cur, case_id: str, version: int, status: str) -> None:
+def set_proposal_status(cur: Cursor, case_id: str, version: int, status: str) -> None:
     cur.execute("UPDATE proposals SET status = %s WHERE case_id = %s AND version = %s", (status, case_id, version))
 
 
-def record_check(cur, case_id: str, version: int, name: str, passed: bool, figure: Decimal, cap: Decimal, run_id: str | None) -> None:
+def record_check(cur: Cursor, case_id: str, version: int, name: str, passed: bool, figure: Decimal, cap: Decimal, run_id: str | None) -> None:
     cur.execute(
         """INSERT INTO check_results (case_id, proposal_version, check_name, passed, figure, cap, dagster_run_id)
            VALUES (%s, %s, %s, %s, %s, %s, %s)
@@ -202,18 +204,18 @@ def record_check(cur, case_id: str, version: int, name: str, passed: bool, figur
     )
 
 
-def check_results(cur, case_id: str, version: int) -> dict[str, dict]:
+def check_results(cur: Cursor, case_id: str, version: int) -> dict[str, Row]:
     cur.execute("SELECT * FROM check_results WHERE case_id = %s AND proposal_version = %s", (case_id, version))
     return {row["check_name"]: row for row in cur.fetchall()}
 
 
-def cache_get(cur, key: str) -> dict | None:
+def cache_get(cur: Cursor, key: str) -> dict[str, Any] | None:
     cur.execute("UPDATE proposal_cache SET hits = hits + 1 WHERE cache_key = %s RETURNING reply", (key,))
     row = cur.fetchone()
     return row["reply"] if row else None
 
 
-def cache_put(cur, key: str, case_id: str, dispute_type: str, model: str, reply: dict) -> None:
+def cache_put(cur: Cursor, key: str, case_id: str, dispute_type: str, model: str, reply: dict[str, Any]) -> None:
     cur.execute(
         """INSERT INTO proposal_cache (cache_key, case_id, dispute_type, model, reply) VALUES (%s, %s, %s, %s, %s)
            ON CONFLICT (cache_key) DO NOTHING""",
@@ -221,7 +223,7 @@ def cache_put(cur, key: str, case_id: str, dispute_type: str, model: str, reply:
     )
 
 
-def cache_invalidate_type(cur, dispute_type: str) -> int:
+def cache_invalidate_type(cur: Cursor, dispute_type: str) -> int:
     cur.execute("DELETE FROM proposal_cache WHERE dispute_type = %s", (dispute_type,))
     return cur.rowcount
 
@@ -229,7 +231,7 @@ def cache_invalidate_type(cur, dispute_type: str) -> int:
 # --- historical resolutions ----------------------------------------------------------------
 
 
-def upsert_historical(cur, records: Sequence[Any]) -> int:
+def upsert_historical(cur: Cursor, records: Sequence[HistoricalResolution]) -> int:
     """Insert or replace past resolutions (HistoricalResolution models); a changed record loses
     its embedding mark so the next embedding pass picks it up."""
     for record in records:
@@ -245,14 +247,14 @@ def upsert_historical(cur, records: Sequence[Any]) -> int:
     return len(records)
 
 
-def mark_embedded(cur, case_ids: Sequence[str], model_identity: str) -> None:
+def mark_embedded(cur: Cursor, case_ids: Sequence[str], model_identity: str) -> None:
     cur.execute(
         "UPDATE historical_resolutions SET embedded_model = %s, embedded_at = now() WHERE case_id = ANY(%s)",
         (model_identity, list(case_ids)),
     )
 
 
-def historical_counts(cur) -> list[dict]:
+def historical_counts(cur: Cursor) -> list[Row]:
     cur.execute(
         "SELECT source, dispute_type, COUNT(*) AS n FROM historical_resolutions GROUP BY source, dispute_type ORDER BY 1, 2"
     )
@@ -262,7 +264,7 @@ def historical_counts(cur) -> list[dict]:
 # --- review queue ---------------------------------------------------------------------------
 
 
-def overdue_reviews(cur, older_than_hours: float) -> list[dict]:
+def overdue_reviews(cur: Cursor, older_than_hours: float) -> list[Row]:
     cur.execute(
         """SELECT w.case_id, w.proposal_version, p.created_at FROM workflow_states w
            JOIN proposals p ON p.case_id = w.case_id AND p.version = w.proposal_version
@@ -273,7 +275,7 @@ def overdue_reviews(cur, older_than_hours: float) -> list[dict]:
     return cur.fetchall()
 
 
-def pending_reviews(cur) -> list[dict]:
+def pending_reviews(cur: Cursor) -> list[Row]:
     cur.execute(
         """SELECT w.case_id, w.run_id, w.status, w.dispute_type, w.segment, w.disputed_amount, w.currency,
                   p.version, p.action, p.amount, p.confidence, p.flags, p.provider, p.created_at,
@@ -285,7 +287,7 @@ def pending_reviews(cur) -> list[dict]:
     return cur.fetchall()
 
 
-def case_for_run_id(cur, run_id: str) -> str | None:
+def case_for_run_id(cur: Cursor, run_id: str) -> str | None:
     cur.execute("SELECT case_id FROM workflow_states WHERE run_id::text = %s", (run_id.lower(),))
     row = cur.fetchone()
     return row["case_id"] if row else None

@@ -12,9 +12,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from dispute_platform.store.audit import jsonb
+from dispute_platform.store.db import Cursor, Row
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,11 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _reviewer(row: dict | None) -> Reviewer | None:
+def _reviewer(row: Row | None) -> Reviewer | None:
     return Reviewer(row["id"], row["name"], row.get("email"), row.get("kind", "person")) if row else None
 
 
-def add_reviewer(cur: Any, name: str, token: str, email: str | None = None, *, kind: str = "person") -> Reviewer:
+def add_reviewer(cur: Cursor, name: str, token: str, email: str | None = None, *, kind: str = "person") -> Reviewer:
     """Create a reviewer; a name taken in any case raises psycopg2.errors.UniqueViolation."""
     cur.execute(
         "INSERT INTO reviewers (name, email, token_sha256, kind) VALUES (%s, %s, %s, %s) RETURNING id, name, email, kind",
@@ -44,7 +45,7 @@ def add_reviewer(cur: Any, name: str, token: str, email: str | None = None, *, k
     return reviewer
 
 
-def system_reviewer(cur: Any, name: str) -> Reviewer:
+def system_reviewer(cur: Cursor, name: str) -> Reviewer:
     """The record a lane decides under (e.g. auto-policy): created once, holds no usable token."""
     cur.execute("SELECT id, name, email, kind FROM reviewers WHERE lower(name) = lower(%s)", (name,))
     found = _reviewer(cur.fetchone())
@@ -55,7 +56,7 @@ def system_reviewer(cur: Any, name: str) -> Reviewer:
     return add_reviewer(cur, name, secrets.token_hex(32), None, kind="system")
 
 
-def reviewer_for_token(cur: Any, token: str) -> Reviewer | None:
+def reviewer_for_token(cur: Cursor, token: str) -> Reviewer | None:
     cur.execute(
         "SELECT id, name, email, kind FROM reviewers WHERE token_sha256 = %s AND disabled_at IS NULL AND kind = 'person'",
         (token_digest(token),),
@@ -63,12 +64,12 @@ def reviewer_for_token(cur: Any, token: str) -> Reviewer | None:
     return _reviewer(cur.fetchone())
 
 
-def reviewer_by_name(cur: Any, name: str) -> dict | None:
+def reviewer_by_name(cur: Cursor, name: str) -> Row | None:
     cur.execute("SELECT * FROM reviewers WHERE lower(name) = lower(%s)", (name,))
     return cur.fetchone()
 
 
-def list_reviewers(cur: Any) -> list[dict]:
+def list_reviewers(cur: Cursor) -> list[Row]:
     cur.execute(
         """SELECT r.id, r.name, r.email, r.kind, r.created_at, r.disabled_at, r.token_rotated_at,
                   (SELECT COUNT(*) FROM review_decisions d WHERE d.reviewer_id = r.id) AS decisions
@@ -77,7 +78,7 @@ def list_reviewers(cur: Any) -> list[dict]:
     return cur.fetchall()
 
 
-def revoke_reviewer(cur: Any, name: str) -> bool:
+def revoke_reviewer(cur: Cursor, name: str) -> bool:
     """Disable the reviewer's token and burn their unused tickets. False when no such reviewer."""
     cur.execute(
         "UPDATE reviewers SET disabled_at = COALESCE(disabled_at, now()) WHERE lower(name) = lower(%s) RETURNING id",
@@ -86,7 +87,7 @@ def revoke_reviewer(cur: Any, name: str) -> bool:
     return _burn_unused_tickets(cur, cur.fetchone(), "revoked")
 
 
-def rotate_token(cur: Any, name: str, new_token: str) -> bool:
+def rotate_token(cur: Cursor, name: str, new_token: str) -> bool:
     """Replace the reviewer's token (the old one stops at once) and burn their unused tickets."""
     cur.execute(
         """UPDATE reviewers SET token_sha256 = %s, token_rotated_at = now()
@@ -96,7 +97,7 @@ def rotate_token(cur: Any, name: str, new_token: str) -> bool:
     return _burn_unused_tickets(cur, cur.fetchone(), "rotated")
 
 
-def _burn_unused_tickets(cur: Any, reviewer_row: dict | None, why: str) -> bool:
+def _burn_unused_tickets(cur: Cursor, reviewer_row: Row | None, why: str) -> bool:
     """After a revoke or a rotation, the reviewer's unused tickets stop too. False: no such reviewer."""
     if reviewer_row is None:
         return False
@@ -108,7 +109,7 @@ def _burn_unused_tickets(cur: Any, reviewer_row: dict | None, why: str) -> bool:
 # --- decisions ----------------------------------------------------------------------------------
 
 
-def decisions_for(cur: Any, case_id: str, version: int | None = None) -> list[dict]:
+def decisions_for(cur: Cursor, case_id: str, version: int | None = None) -> list[Row]:
     if version is None:
         cur.execute("SELECT * FROM review_decisions WHERE case_id = %s ORDER BY id", (case_id,))
     else:
@@ -119,14 +120,14 @@ def decisions_for(cur: Any, case_id: str, version: int | None = None) -> list[di
 
 
 def insert_decision(
-    cur: Any,
+    cur: Cursor,
     *,
     case_id: str,
     version: int,
     decision: str,
     reviewer: Reviewer,
     comments: str,
-    modified: dict | None,
+    modified: dict[str, Any] | None,
     effective_action: str,
     effective_amount: Decimal,
     source: str,
@@ -138,10 +139,10 @@ def insert_decision(
         (case_id, version, decision, reviewer.name, reviewer.id, comments, jsonb(modified) if modified else None,
          effective_action, effective_amount, source),
     )  # fmt: skip
-    return cur.fetchone()["id"]
+    return int(cast(Row, cur.fetchone())["id"])  # INSERT ... RETURNING: always a row
 
 
-def decided_awaiting_execution(cur: Any, limit: int = 1000) -> list[dict]:
+def decided_awaiting_execution(cur: Cursor, limit: int = 1000) -> list[Row]:
     """Disputes whose current proposal has a final decision that no review run has carried out
     yet, found by their state (never by an id cursor: a decision that commits late is still
     found). The decision id makes each run key unique per decision."""
@@ -178,17 +179,17 @@ class TicketUse:
     revoked: bool
 
 
-def issue_ticket(cur: Any, reviewer: Reviewer, case_id: str, version: int, ttl_seconds: int, via: str) -> IssuedTicket:
+def issue_ticket(cur: Cursor, reviewer: Reviewer, case_id: str, version: int, ttl_seconds: int, via: str) -> IssuedTicket:
     ticket = "dt_" + secrets.token_urlsafe(32)
     cur.execute(
         """INSERT INTO decision_tickets (ticket_sha256, reviewer_id, case_id, proposal_version, issued_via, expires_at)
            VALUES (%s, %s, %s, %s, %s, now() + make_interval(secs => %s)) RETURNING expires_at""",
         (token_digest(ticket), reviewer.id, case_id, version, via, ttl_seconds),
     )
-    return IssuedTicket(ticket, case_id, version, cur.fetchone()["expires_at"])
+    return IssuedTicket(ticket, case_id, version, cast(Row, cur.fetchone())["expires_at"])  # INSERT ... RETURNING
 
 
-def consume_ticket(cur: Any, ticket: str, run_id: str | None) -> TicketUse | None:
+def consume_ticket(cur: Cursor, ticket: str, run_id: str | None) -> TicketUse | None:
     """Burn a ticket (whatever happens next, it never works again). None when it is unknown or
     was used before; otherwise what it was issued for, and whether it had expired or its reviewer
     was revoked since (the caller refuses those)."""

@@ -10,7 +10,9 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, cast
+
+from dispute_platform.store.db import Cursor, Row
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def reviewer_for_token(cur, token: str) -> DeskReviewer | None:
+def reviewer_for_token(cur: Cursor, token: str) -> DeskReviewer | None:
     """The active person a bearer token names (never a platform lane such as auto-policy)."""
     from dispute_platform.store.reviewers import reviewer_for_token as lookup
 
@@ -52,7 +54,7 @@ def reviewer_for_token(cur, token: str) -> DeskReviewer | None:
     return DeskReviewer(found.id, found.name) if found else None
 
 
-def open_session(cur, reviewer: DeskReviewer, ttl_hours: float) -> NewSession:
+def open_session(cur: Cursor, reviewer: DeskReviewer, ttl_hours: float) -> NewSession:
     session_id = secrets.token_urlsafe(32)
     csrf_token = secrets.token_urlsafe(32)
     cur.execute(
@@ -60,10 +62,10 @@ def open_session(cur, reviewer: DeskReviewer, ttl_hours: float) -> NewSession:
            VALUES (%s, %s, %s, now() + make_interval(secs => %s)) RETURNING expires_at""",
         (_digest(session_id), reviewer.id, csrf_token, ttl_hours * 3600),
     )
-    return NewSession(session_id, csrf_token, reviewer, cur.fetchone()["expires_at"])
+    return NewSession(session_id, csrf_token, reviewer, cast(Row, cur.fetchone())["expires_at"])  # INSERT ... RETURNING
 
 
-def lookup_session(cur, session_id: str) -> SessionLookup:
+def lookup_session(cur: Cursor, session_id: str) -> SessionLookup:
     cur.execute(
         """SELECT s.id, s.csrf_token, s.ended_at, s.expires_at <= now() AS expired,
                   r.id AS reviewer_id, r.name AS reviewer_name, r.disabled_at
@@ -84,7 +86,7 @@ def lookup_session(cur, session_id: str) -> SessionLookup:
     return SessionLookup("active", DeskReviewer(row["reviewer_id"], row["reviewer_name"]), row["csrf_token"])
 
 
-def end_session(cur, session_id: str) -> bool:
+def end_session(cur: Cursor, session_id: str) -> bool:
     cur.execute(
         "UPDATE desk_sessions SET ended_at = now() WHERE session_sha256 = %s AND ended_at IS NULL",
         (_digest(session_id),),
@@ -92,7 +94,7 @@ def end_session(cur, session_id: str) -> bool:
     return cur.rowcount == 1
 
 
-def purge_old_sessions(cur, older_than_days: int = 30) -> int:
+def purge_old_sessions(cur: Cursor, older_than_days: int = 30) -> int:
     """Forget sessions that ended or expired long ago (called at sign-in, so the table stays small)."""
     cur.execute(
         "DELETE FROM desk_sessions WHERE COALESCE(ended_at, expires_at) < now() - make_interval(days => %s)",

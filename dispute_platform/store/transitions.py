@@ -13,6 +13,7 @@ from typing import Any
 
 from dispute_platform.domain.states import ALLOWED_FROM, Status
 from dispute_platform.store.audit import audit, jsonb
+from dispute_platform.store.db import Cursor
 
 # Columns a transition may write besides the status (names never come from input).
 WRITABLE_COLUMNS = frozenset({
@@ -21,13 +22,13 @@ WRITABLE_COLUMNS = frozenset({
 })  # fmt: skip
 
 
-def lock_case(cur: Any, case_id: str) -> None:
+def lock_case(cur: Cursor, case_id: str) -> None:
     """Serialise every writer of one dispute (transaction-scoped; taking it twice is harmless)."""
     cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("case:" + case_id,))
 
 
 def transition(
-    cur: Any,
+    cur: Cursor,
     case_id: str,
     to: Status,
     step: str,
@@ -85,7 +86,7 @@ def transition(
     return False
 
 
-def current_status(cur: Any, case_id: str) -> str | None:
+def current_status(cur: Cursor, case_id: str) -> str | None:
     cur.execute("SELECT status FROM workflow_states WHERE case_id = %s", (case_id,))
     row = cur.fetchone()
     return row["status"] if row else None
