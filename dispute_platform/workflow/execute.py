@@ -120,7 +120,10 @@ def _plan(cur, case_id: str, run_id: str | None) -> _Plan:
         # the same key, and its own action and amount, whatever was read since.
         if live["charge_id"]:
             ledger.lock_charge(cur, live["charge_id"])
-        live = ledger.count_attempt(cur, live["id"])
+        resumed = ledger.count_attempt(cur, live["id"])
+        if resumed is None:  # read as started under this same lock: only a bug gets here
+            raise ExecutionRefused(f"{case_id}: execution {live['idempotency_key']} is no longer started")
+        live = resumed
     if not transition(cur, case_id, Status.EXECUTING, STEP, run_id=run_id):
         raise ExecutionRefused(f"dispute {case_id} moved on while execution was starting")
     committed = ledger.committed_on_charge(cur, live["charge_id"], excluding=live["id"]) if live["charge_id"] else {}
