@@ -10,6 +10,7 @@ import os
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -95,6 +96,14 @@ class Settings(BaseSettings):
     chroma_port: int = Field(default=8000, description="Chroma server port.")
     embedding_model: str | None = Field(
         default=None, description="sentence-transformers model name or path. Unset: the packaged all-MiniLM-L6-v2."
+    )
+    embedding_runtime: Literal["onnx", "torch"] = Field(
+        default="onnx",
+        description="onnx: the model's own weights exported once to ONNX Runtime (same vectors and identity, no torch "
+        "import); torch: sentence-transformers. A model the export cannot take stays on torch.",
+    )
+    embedding_cache_dir: Path | None = Field(
+        default=None, description="Folder of the one-time ONNX export. Unset: $XDG_CACHE_HOME/dispute_platform, else ~/.cache/dispute_platform."
     )
     policies_dir: Path = Field(default=REPO_ROOT / "policies", description="Folder of policy .docx files.")
     # --- people ------------------------------------------------------------------------------
