@@ -149,11 +149,9 @@ class LocalServices(AbstractContextManager["LocalServices"]):
         os.environ.setdefault("AWS_REGION", self.settings.aws_region)
         endpoint = os.environ.get("SQS_ENDPOINT_URL") or f"http://127.0.0.1:{self.sqs_port}"
         if not _port_open("127.0.0.1", self.sqs_port) and not os.environ.get("SQS_ENDPOINT_URL"):
-            from moto.server import ThreadedMotoServer
+            from dispute_platform.local_sqs import start_local_sqs
 
-            logging.getLogger("werkzeug").setLevel(logging.ERROR)
-            self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.sqs_port, verbose=False)
-            self._moto.start()
+            self._moto = start_local_sqs(self.sqs_port)
             self.started.append(f"SQS-compatible endpoint (moto) at {endpoint}")
         os.environ["SQS_ENDPOINT_URL"] = endpoint
         os.environ.update(create_local_queues(endpoint))

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     sqs_tick_budget_seconds: float = Field(
         default=20.0, gt=0, le=50, description="A tick stops receiving after this long (Dagster's limit is 60 s)."
     )
+    sqs_receivers: int = Field(
+        default=2, ge=1, le=10, description="Receive calls a sensor tick keeps in flight while it stores what arrived."
+    )
+    sqs_hand_over: bool = Field(
+        default=True, description="A sensor tick ends once DISPUTES_PER_RUN new events are stored, so that their run starts."
+    )
     sqs_sensor_interval_seconds: int = Field(default=10, ge=1, description="Seconds between SQS sensor ticks.")
     review_sensor_interval_seconds: int = Field(default=10, ge=1, description="Seconds between review sensor ticks.")
     step_retry_delay_seconds: float = Field(

@@ -3,7 +3,8 @@
 
 The platform: a real `dagster-daemon` (the integration tests' deployment harness: Postgres-backed
 instance, queued run coordinator with 2 concurrent runs, the default run launcher, so every run is
-a new process), the real `sqs_dispute_sensor` on a local SQS endpoint (moto's server, own process),
+a new process), the real `sqs_dispute_sensor` on a local SQS endpoint (own process: the one the CLI
+starts, dispute_platform/local_sqs.py, or with --endpoint moto stock moto_server),
 the platform's Postgres database, a Chroma folder seeded with the policies and the seed history,
 the precedent provider, and a world of N valid cases (bundled cases that validate, cloned with new
 ids into a temporary SANDBOX_DATA file). N events are queued; the clock runs from the first send
@@ -28,7 +29,12 @@ DISPUTES_PER_RUN = each of --batches (one deployment each).
 A default run (n=500, the platform once at the default DISPUTES_PER_RUN, each reference twice) takes
 about 8-9 minutes on this 2-core machine under load; --batches adds a deployment per value.
 
-Usage: python scripts/bench_throughput.py [--n 500] [--repeats 1] [--batches 50,500] [--reference-repeats 2]
+Each change can be measured apart through the environment, which the deployment inherits:
+EMBEDDING_RUNTIME=torch (sentence-transformers in the runs), SQS_RECEIVERS=1 (one receive at a
+time), SQS_HAND_OVER=false (a tick receives up to SQS_MAX_MESSAGES_PER_TICK before it asks for
+runs), --endpoint moto.
+
+Usage: python scripts/bench_throughput.py [--n 500] [--repeats 1] [--batches 50,500] [--reference-repeats 2] [--endpoint platform|moto]
 """
 
 from __future__ import annotations
@@ -309,6 +315,13 @@ def _dt(ts: float):
 # --- reference (a): the plain loop ----------------------------------------------------------------
 
 
+def settings_runtime() -> str:
+    """The embedding runtime the platform's runs use (EMBEDDING_RUNTIME), so the loop uses it too."""
+    from dispute_platform.settings import get_settings
+
+    return get_settings().embedding_runtime
+
+
 def measure_loop(args, case_ids: list[str], world: Path, seeded: Path, endpoint: str, workdir: Path) -> dict[str, float]:
     from concurrent.futures import ThreadPoolExecutor
 
@@ -344,7 +357,7 @@ def measure_loop(args, case_ids: list[str], world: Path, seeded: Path, endpoint:
         postgres = PostgresResource(database_url=url)
         sandbox = {"sandbox_data": str(world), "postgres": postgres}
         providers = Providers(crm=SandboxCRM(**sandbox), billing=SandboxBilling(**sandbox), payments=SandboxPayments(**sandbox))
-        vectors = VectorStoreResource(chroma_path=str(chroma))
+        vectors = VectorStoreResource(chroma_path=str(chroma), embedding_runtime=settings_runtime())
         proposer, limits = PrecedentProposer(), LimitsResource().proposal_limits()
         email = OutboxEmail(outbox_dir=str(workdir / "outbox-loop"))
         settings = get_settings()
@@ -521,13 +534,18 @@ def main() -> int:
                         "deployment and one measurement each: about 4-5 minutes each for n=500 on 2 busy cores)")
     parser.add_argument("--reference-repeats", type=int, default=2)
     parser.add_argument("--admin-url", default=ADMIN_URL)
+    parser.add_argument("--endpoint", choices=["platform", "moto"], default="platform",
+                        help="platform: the local endpoint the CLI starts (local_sqs); moto: stock moto_server")  # fmt: skip
     args = parser.parse_args()
     from dispute_platform.settings import get_settings
 
     default_batch = get_settings().disputes_per_run
     batches = sorted({int(b) for b in args.batches.split(",") if b.strip()} | {default_batch})
+    settings = get_settings()
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; n = {args.n}; "
-          f"DISPUTES_PER_RUN default {default_batch}, compared: {batches}\n", flush=True)  # fmt: skip
+          f"DISPUTES_PER_RUN default {default_batch}, compared: {batches}", flush=True)  # fmt: skip
+    print(f"SQS endpoint: {args.endpoint}; embeddings on {settings.embedding_runtime}; sensor: {settings.sqs_receivers} "
+          f"receives in flight, hand over at a run's worth: {settings.sqs_hand_over}\n", flush=True)  # fmt: skip
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
         work = Path(tmp)
@@ -540,7 +558,7 @@ def main() -> int:
         ids = build_world(work / "world.json", all_prefixes, args.n)
         ids |= build_world_warmups(work / "world.json", batches)
         print(f"setup: world with {len(all_prefixes)} x {args.n} cloned valid cases", flush=True)
-        with moto_server() as endpoint:
+        with moto_server(args.endpoint) as endpoint:
             platform: dict[int, list[PlatformResult]] = {}
             for batch in [default_batch, *[b for b in batches if b != default_batch]]:
                 platform[batch] = measure_platform(args, per_run=batch, prefixes=prefixes_by_batch[batch], ids=ids,
