@@ -263,7 +263,7 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 ENDPOINTS = {"platform": "the platform's local endpoint (local_sqs: moto with its receives fixed)",
-             "moto": "stock moto_server (reference)"}  # fmt: skip
+             "moto": "stock moto_server"}  # fmt: skip
 
 
 def measure_endpoint(kind: str, args) -> tuple[list[Measurement], dict[int, float]]:
