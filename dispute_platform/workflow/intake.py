@@ -180,7 +180,8 @@ def ingest_from_queue(
 ) -> IngestStats:
     """Receive, store, delete, until `max_messages`, the time budget, an empty receive, or
     `hand_over_at` new events stored (a run's worth: the tick ends so that its run can start;
-    the rest waits for the next tick).
+    the rest waits for the next tick). Receives never ask for more than the run's worth still
+    missing, so a tick hands over exactly that many (duplicates and rejected bodies do not count).
 
     `receivers` receive calls are kept in flight at once, in threads, while this thread stores
     and deletes what has arrived: a receive's round trip overlaps the storing of the batch before
@@ -198,10 +199,16 @@ def ingest_from_queue(
     in_flight: dict[Future[list[ReceivedMessage]], int] = {}
     with ThreadPoolExecutor(max_workers=max(1, receivers), thread_name_prefix="sqs-receive") as pool:
 
+        def room() -> int:
+            # Never more than a run's worth of new events: one more batch in flight would make
+            # 260 where 250 fit one run, and the sensor would cut them into two runs of 130.
+            limit = max_messages if hand_over_at is None else min(max_messages, hand_over_at + stats.received - stats.stored)
+            return limit - asked
+
         def launch() -> None:
             nonlocal asked
-            while not stop and len(in_flight) < receivers and asked < max_messages and time.monotonic() < deadline:
-                want = min(SQS_BATCH, max_messages - asked)
+            while not stop and len(in_flight) < receivers and room() > 0 and time.monotonic() < deadline:
+                want = min(SQS_BATCH, room())
                 asked += want
                 in_flight[pool.submit(sqs.receive_once, want, deadline)] = want
 

@@ -78,13 +78,14 @@ def test_every_event_is_stored_once_before_its_message_is_deleted(db, sqs, pg_ur
 
 
 def test_a_tick_hands_over_once_a_runs_worth_is_stored(db, sqs, pg_url):
-    sqs.send_many(_events(120))
-    stats = ingest_from_queue(db, sqs, max_messages=1000, budget_seconds=30, receivers=2, hand_over_at=30)
-    # It stopped asking at 30; what was already in flight (at most 2 receives of 10) is stored too.
-    assert 30 <= stats.stored <= 50
+    # Rejected bodies and a second copy of five events first: they do not count towards the run.
+    sqs.send_many(["not json", "not json either", *_events(5), *_events(120)])
+    stats = ingest_from_queue(db, sqs, max_messages=1000, budget_seconds=30, receivers=3, hand_over_at=30)
+    # Exactly a run's worth: the receives in flight never asked for more than was still missing.
+    assert stats.stored == 30 and stats.received >= 32
     assert db.fetch_one("SELECT COUNT(*) AS n FROM dispute_events")["n"] == stats.stored
     left = drain(sqs, sqs.dispute_events_queue_url)
-    assert len(left) == 120 - stats.stored  # the rest waits on the queue for the next tick
+    assert len(left) == 127 - stats.received  # the rest waits on the queue for the next tick
 
 
 def test_a_failed_store_deletes_nothing_of_its_batch_and_hands_back_what_it_never_tried(db, sqs, pg_url, monkeypatch):
