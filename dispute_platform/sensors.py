@@ -81,12 +81,12 @@ def intake_run_requests(new: list[repo.NewDispute], existing: set[str], per_run:
     asset_selection=INTAKE_ASSETS,
     description="Receives dispute events from SQS in batches of 10 (several receives in flight), stores them (bad "
     "bodies become rejected_events rows), deletes the messages, adds a partition per new dispute and starts intake "
-    "runs; a tick ends once a run's worth of new events is stored.",
+    "runs.",
 )
 def sqs_dispute_sensor(context: SensorEvaluationContext, sqs: SQSResource, postgres: PostgresResource):
     settings = get_settings()
     db = postgres.db
-    # A run's worth stored ends the tick: its run starts now, the rest of the queue next tick.
+    # SQS_HAND_OVER: a run's worth stored ends the tick (its run is created now, the rest next tick).
     stats = ingest_from_queue(
         db,
         sqs,

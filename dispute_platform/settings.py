@@ -57,7 +57,9 @@ class Settings(BaseSettings):
         default=2, ge=1, le=10, description="Receive calls a sensor tick keeps in flight while it stores what arrived."
     )
     sqs_hand_over: bool = Field(
-        default=True, description="A sensor tick ends once DISPUTES_PER_RUN new events are stored, so that their run starts."
+        default=False,
+        description="End a sensor tick once DISPUTES_PER_RUN new events are stored, so that their run is created at once. "
+        "Off: creating a run costs more than receiving (see the README's figures), and the next run then waits a tick.",
     )
     sqs_sensor_interval_seconds: int = Field(default=10, ge=1, description="Seconds between SQS sensor ticks.")
     review_sensor_interval_seconds: int = Field(default=10, ge=1, description="Seconds between review sensor ticks.")
