@@ -150,6 +150,7 @@ class RunTimes:
     started: float | None = None
     ended: float | None = None
     steps: dict[str, float] = field(default_factory=dict)
+    planned: int = 0  # ASSET_MATERIALIZATION_PLANNED + check planned events, written when the run is created
 
     def phase(self, a: float | None, b: float | None) -> float:
         return (b - a) if a is not None and b is not None else float("nan")
@@ -204,6 +205,8 @@ def _run_times(instance: DagsterInstance, record) -> RunTimes:
         if event is None:
             continue
         kind = event.event_type
+        if kind in (DagsterEventType.ASSET_MATERIALIZATION_PLANNED, DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED):
+            times.planned += 1
         if kind == DagsterEventType.RESOURCE_INIT_STARTED:
             step_start["(resources)"] = entry.timestamp
         elif kind == DagsterEventType.RESOURCE_INIT_SUCCESS and "(resources)" in step_start:
@@ -501,16 +504,18 @@ def report_platform(result: PlatformResult) -> None:
     for i, r in enumerate(runs, 1):
         checks = sum(v for k, v in r.steps.items() if "within" in k)
         rows.append([
-            str(i), str(r.partitions), f"{r.created - t0:.1f}", f"{r.phase(r.created, r.starting):.1f}",
+            str(i), str(r.partitions), str(r.planned), f"{r.created - t0:.1f}", f"{r.phase(r.created, r.starting):.1f}",
             f"{r.phase(r.starting, r.started):.1f}", f"{r.steps.get('resource init', float('nan')):.1f}",
             f"{r.steps.get('raw_case', float('nan')):.1f}", f"{r.steps.get('enriched_context', float('nan')):.1f}",
             f"{r.steps.get('ai_proposal', float('nan')):.1f}", f"{checks:.1f}",
             f"{r.phase(r.created, r.ended):.1f}", f"{(r.ended or t0) - t0:.1f}",
         ])  # fmt: skip
-    print(table(["run", "disputes", "created +s", "queued + launch", "process start + imports", "resource init",
+    print(table(["run", "disputes", "planned events", "created +s", "queued + launch", "process start + imports", "resource init",
                  "raw_case", "enriched_context", "ai_proposal", "4 checks", "run total", "ended +s"], rows))  # fmt: skip
     busy = [t for t in result.ticks if t[0] >= t0 - 1 and t[0] <= t0 + result.wall]
     print(f"\n  +s = seconds after the first event was sent ({result.send_seconds:.1f} s to send all {result.n}).")
+    print("  'queued + launch' includes writing the planned events: Dagster writes them while it creates the run, inside the "
+          "sensor's tick, one per asset and partition unless DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS is set.")
     print(f"  sensor: {len(busy)} ticks while the work ran, {sum(t[1] for t in busy):.1f} s of tick time; "
           f"{len(ticks)} of them requested runs, at " + ", ".join(f"+{t[0] - t0:.1f} s ({t[1]:.1f} s, {t[2]} runs)" for t in ticks))  # fmt: skip
     for line in result.received_lines[-max(1, len(ticks)) :]:
