@@ -318,7 +318,7 @@ def main() -> int:
     print(
         f"sensor settings: {settings.sqs_max_messages_per_tick} messages/tick max, tick budget "
         f"{settings.sqs_tick_budget_seconds:g} s, {settings.sqs_receivers} receives in flight, long-poll wait 1 s, "
-        f"hand over at {settings.disputes_per_run} new events (DISPUTES_PER_RUN)\n"
+        + (f"hand over at {settings.disputes_per_run} new events (DISPUTES_PER_RUN)\n" if settings.sqs_hand_over else "no hand-over\n")
     )
     kinds = ["platform", "moto"] if args.endpoint == "both" else [args.endpoint]
     medians = {}
