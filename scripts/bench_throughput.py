@@ -32,7 +32,8 @@ about 8-9 minutes on this 2-core machine under load; --batches adds a deployment
 Each change can be measured apart through the environment, which the deployment inherits:
 EMBEDDING_RUNTIME=torch (sentence-transformers in the runs), SQS_RECEIVERS=1 (one receive at a
 time), SQS_HAND_OVER=false (a tick receives up to SQS_MAX_MESSAGES_PER_TICK before it asks for
-runs), --endpoint moto.
+runs), --endpoint moto, DAGSTER_EVENT_BATCH_SIZE=0 (Dagster writes a step's per-partition events one
+by one; the CLI sets 1000, see dispute_platform/local.py). The platform and the floor share them.
 
 Usage: python scripts/bench_throughput.py [--n 500] [--repeats 1] [--batches 50,500] [--reference-repeats 2] [--endpoint platform|moto]
 """
@@ -546,11 +547,17 @@ def main() -> int:
 
     default_batch = get_settings().disputes_per_run
     batches = sorted({int(b) for b in args.batches.split(",") if b.strip()} | {default_batch})
+    from dispute_platform.local import DAGSTER_ENV_DEFAULTS
+
+    for name, value in DAGSTER_ENV_DEFAULTS.items():  # as the CLI publishes them: platform and floor alike
+        os.environ.setdefault(name, value)
     settings = get_settings()
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; n = {args.n}; "
           f"DISPUTES_PER_RUN default {default_batch}, compared: {batches}", flush=True)  # fmt: skip
     print(f"SQS endpoint: {args.endpoint}; embeddings on {settings.embedding_runtime}; sensor: {settings.sqs_receivers} "
-          f"receives in flight, hand over at a run's worth: {settings.sqs_hand_over}\n", flush=True)  # fmt: skip
+          f"receives in flight, hand over at a run's worth: {settings.sqs_hand_over}; Dagster: "
+          + ", ".join(f"{k}={os.environ.get(k)}" for k in (*DAGSTER_ENV_DEFAULTS, "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"))
+          + "\n", flush=True)  # fmt: skip
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
         work = Path(tmp)
