@@ -219,52 +219,55 @@ class OpenAIProposer(ConfigurableResource):
         request_input: int | None = None  # what the provider counted for one request of this prompt
         failure = ""
         reply: LLMReply | None = None
-        for _ in range(self.invalid_reply_retries + 1):
-            try:
-                response = client.chat.completions.create(
-                    model=self.model,
-                    messages=prompt.messages,
-                    max_tokens=self.max_output_tokens,
-                    temperature=0,
-                    response_format={"type": "json_schema", "json_schema": REPLY_SCHEMA},
-                )
-            except openai.APIStatusError as exc:
-                # The client retries 408, 409, 429 and 5xx; anything else (401, 400 ...) failed at once.
-                retried = exc.status_code in (408, 409, 429) or exc.status_code >= 500
-                after = f" after {self.max_retries} retries" if retried else ""
-                failure = f"model API answered {exc.status_code}{after}: {exc.message}"
-                break
-            except openai.APITimeoutError:
-                failure = f"model API did not answer within {self.timeout_seconds:g} s ({len(attempts)} attempts)"
-                break
-            except openai.APIConnectionError as exc:
-                unanswered = attempts.count(UNANSWERED)
-                failure = (
-                    f"model API dropped {unanswered} of {len(attempts)} requests unanswered"
-                    if unanswered
-                    else f"model API unreachable after {self.max_retries} retries: {exc.__class__.__name__}"
-                )
-                break
-            usage = response.usage
-            if usage is not None:
-                with_usage += 1
-                request_input = usage.prompt_tokens or 0
-                input_tokens += usage.prompt_tokens or 0
-                output_tokens += usage.completion_tokens or 0
-                details = getattr(usage, "prompt_tokens_details", None)
-                cached_tokens += (getattr(details, "cached_tokens", 0) or 0) if details else 0
-            message = response.choices[0].message if response.choices else None
-            if message is None:
-                failure = "model returned no choices"
-                continue
-            if getattr(message, "refusal", None):
-                failure = f"model refused: {mask_pii(str(message.refusal))[:200]}"
-                break
-            try:
-                reply = LLMReply.model_validate_json(message.content or "")
-                break
-            except ValidationError as exc:
-                failure = f"reply is not valid JSON for the schema: {exc.errors()[0]['msg']}"
+        try:
+            for _ in range(self.invalid_reply_retries + 1):
+                try:
+                    response = client.chat.completions.create(
+                        model=self.model,
+                        messages=prompt.messages,
+                        max_tokens=self.max_output_tokens,
+                        temperature=0,
+                        response_format={"type": "json_schema", "json_schema": REPLY_SCHEMA},
+                    )
+                except openai.APIStatusError as exc:
+                    # The client retries 408, 409, 429 and 5xx; anything else (401, 400 ...) failed at once.
+                    retried = exc.status_code in (408, 409, 429) or exc.status_code >= 500
+                    after = f" after {self.max_retries} retries" if retried else ""
+                    failure = f"model API answered {exc.status_code}{after}: {exc.message}"
+                    break
+                except openai.APITimeoutError:
+                    failure = f"model API did not answer within {self.timeout_seconds:g} s ({len(attempts)} attempts)"
+                    break
+                except openai.APIConnectionError as exc:
+                    unanswered = attempts.count(UNANSWERED)
+                    failure = (
+                        f"model API dropped {unanswered} of {len(attempts)} requests unanswered"
+                        if unanswered
+                        else f"model API unreachable after {self.max_retries} retries: {exc.__class__.__name__}"
+                    )
+                    break
+                usage = response.usage
+                if usage is not None:
+                    with_usage += 1
+                    request_input = usage.prompt_tokens or 0
+                    input_tokens += usage.prompt_tokens or 0
+                    output_tokens += usage.completion_tokens or 0
+                    details = getattr(usage, "prompt_tokens_details", None)
+                    cached_tokens += (getattr(details, "cached_tokens", 0) or 0) if details else 0
+                message = response.choices[0].message if response.choices else None
+                if message is None:
+                    failure = "model returned no choices"
+                    continue
+                if getattr(message, "refusal", None):
+                    failure = f"model refused: {mask_pii(str(message.refusal))[:200]}"
+                    break
+                try:
+                    reply = LLMReply.model_validate_json(message.content or "")
+                    break
+                except ValidationError as exc:
+                    failure = f"reply is not valid JSON for the schema: {exc.errors()[0]['msg']}"
+        finally:
+            client.close()  # its HTTP client is ours: no pooled sockets left behind per dispute
         latency_ms = int((time.perf_counter() - started) * 1000)
         bill = billable(attempts, with_usage, request_input if request_input is not None else prompt.input_tokens)
         cost = call_cost(price, input_tokens, output_tokens, cached_tokens)
