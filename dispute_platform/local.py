@@ -33,6 +33,11 @@ QUEUE_NAMES = {
 }
 # Redeliveries before SQS itself moves a message to the DLQ (the sensor normally deletes first).
 MAX_RECEIVES = 5
+# Dagster settings every process of a deployment shares (the CLI publishes them; deploy/ sets them).
+# DAGSTER_EVENT_BATCH_SIZE: a step that materialises a range of partitions writes its per-partition
+# events in one INSERT instead of one each (Postgres storage): the same events, so the UI shows the
+# same; Dagster's empty-body floor for 250 partitions went from 71 s to 25 s on a busy machine.
+DAGSTER_ENV_DEFAULTS = {"DAGSTER_EVENT_BATCH_SIZE": "1000"}
 
 
 def terminate_tree(pid: int, timeout: float = 20.0) -> None:
@@ -166,11 +171,9 @@ class LocalServices(AbstractContextManager["LocalServices"]):
         os.environ.setdefault("AWS_REGION", self.settings.aws_region)
         endpoint = os.environ.get("SQS_ENDPOINT_URL") or f"http://127.0.0.1:{self.sqs_port}"
         if not _port_open("127.0.0.1", self.sqs_port) and not os.environ.get("SQS_ENDPOINT_URL"):
-            from moto.server import ThreadedMotoServer
+            from dispute_platform.local_sqs import start_local_sqs
 
-            logging.getLogger("werkzeug").setLevel(logging.ERROR)
-            self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.sqs_port, verbose=False)
-            self._moto.start()
+            self._moto = start_local_sqs(self.sqs_port)
             self.started.append(f"SQS-compatible endpoint (moto) at {endpoint}")
         os.environ["SQS_ENDPOINT_URL"] = endpoint
         os.environ.update(create_local_queues(endpoint))
@@ -195,6 +198,8 @@ class LocalServices(AbstractContextManager["LocalServices"]):
         return home
 
     def start(self) -> LocalServices:
+        for name, value in DAGSTER_ENV_DEFAULTS.items():
+            os.environ.setdefault(name, value)
         url = self._database()
         self._sqs()
         self._dagster_home(url)

@@ -80,14 +80,21 @@ def intake_run_requests(new: list[repo.NewDispute], existing: set[str], per_run:
     minimum_interval_seconds=get_settings().sqs_sensor_interval_seconds,
     default_status=DefaultSensorStatus.RUNNING,
     asset_selection=INTAKE_ASSETS,
-    description="Receives dispute events from SQS in batches of 10, stores them (bad bodies become "
-    "rejected_events rows), deletes the messages, adds a partition per new dispute and starts intake runs.",
+    description="Receives dispute events from SQS in batches of 10 (several receives in flight), stores them (bad "
+    "bodies become rejected_events rows), deletes the messages, adds a partition per new dispute and starts intake "
+    "runs.",
 )
 def sqs_dispute_sensor(context: SensorEvaluationContext, sqs: SQSResource, postgres: PostgresResource):
     settings = get_settings()
     db = postgres.db
+    # SQS_HAND_OVER: a run's worth stored ends the tick (its run is created now, the rest next tick).
     stats = ingest_from_queue(
-        db, sqs, max_messages=settings.sqs_max_messages_per_tick, budget_seconds=settings.sqs_tick_budget_seconds
+        db,
+        sqs,
+        max_messages=settings.sqs_max_messages_per_tick,
+        budget_seconds=settings.sqs_tick_budget_seconds,
+        receivers=settings.sqs_receivers,
+        hand_over_at=settings.disputes_per_run if settings.sqs_hand_over else None,
     )
     cursor = int(context.cursor or 0)
     max_new = settings.disputes_per_run * 10

@@ -10,6 +10,7 @@ import os
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,6 +52,14 @@ class Settings(BaseSettings):
     sqs_max_messages_per_tick: int = Field(default=500, ge=10, description="Most messages one sensor tick receives.")
     sqs_tick_budget_seconds: float = Field(
         default=20.0, gt=0, le=50, description="A tick stops receiving after this long (Dagster's limit is 60 s)."
+    )
+    sqs_receivers: int = Field(
+        default=2, ge=1, le=10, description="Receive calls a sensor tick keeps in flight while it stores what arrived."
+    )
+    sqs_hand_over: bool = Field(
+        default=False,
+        description="End a sensor tick once DISPUTES_PER_RUN new events are stored, so that their run is created at once. "
+        "Off: creating a run costs more than receiving (see the README's figures), and the next run then waits a tick.",
     )
     sqs_sensor_interval_seconds: int = Field(default=10, ge=1, description="Seconds between SQS sensor ticks.")
     review_sensor_interval_seconds: int = Field(default=10, ge=1, description="Seconds between review sensor ticks.")
@@ -117,6 +126,14 @@ class Settings(BaseSettings):
     chroma_port: int = Field(default=8000, description="Chroma server port.")
     embedding_model: str | None = Field(
         default=None, description="sentence-transformers model name or path. Unset: the packaged all-MiniLM-L6-v2."
+    )
+    embedding_runtime: Literal["onnx", "torch"] = Field(
+        default="onnx",
+        description="onnx: the model's own weights exported once to ONNX Runtime (same vectors and identity, no torch "
+        "import); torch: sentence-transformers. A model the export cannot take stays on torch.",
+    )
+    embedding_cache_dir: Path | None = Field(
+        default=None, description="Folder of the one-time ONNX export. Unset: $XDG_CACHE_HOME/dispute_platform, else ~/.cache/dispute_platform."
     )
     policies_dir: Path = Field(default=REPO_ROOT / "policies", description="Folder of policy .docx files.")
     # --- people ------------------------------------------------------------------------------

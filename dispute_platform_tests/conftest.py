@@ -62,10 +62,9 @@ def db(pg_url: str) -> Iterator[Database]:
 
 @pytest.fixture(scope="session")
 def sqs_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
+    from dispute_platform.local_sqs import start_local_sqs  # the endpoint the CLI starts
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
+    server = start_local_sqs(0)
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()

@@ -17,6 +17,7 @@ class Reply:
     body: Any = None  # None -> empty; bytes and str -> as they are; anything else -> JSON
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering (to provoke client timeouts)
+    drop: bool = False  # read the request, then close the connection without answering
 
     def payload(self) -> bytes:
         if self.body is None:
@@ -48,6 +49,9 @@ class FakeServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 reply = handle(Request(self.command, self.path, dict(self.headers.items()), body))
+                if reply.drop:
+                    self.close_connection = True
+                    return
                 if reply.delay and stop.wait(reply.delay):
                     return  # the server is closing: leave the client waiting no longer
                 data = reply.payload()

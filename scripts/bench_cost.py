@@ -86,6 +86,7 @@ class Measured:
             f"${percentile(self.costs, 95):.6f}",
             f"${max(self.costs):.6f}",
             f"${mean_cached:.6f}",
+            f"${max(self.cached_costs):.6f}",
             "yes" if self.mean_cost < TARGET_MEAN and max(self.tokens) <= MAX_INPUT else "no",
         ]
 
@@ -137,6 +138,27 @@ def _versus_target(mean_cost: Decimal) -> str:
     return f"${gap:.6f} over the target" if gap >= 0 else f"under the target by ${-gap:.6f}"
 
 
+def billable_requests_line(measured: Measured, price) -> str:
+    """What one dispute may be billed when the model misbehaves, counting every request a provider
+    may bill (OpenAIProposer): a re-ask after an invalid reply is a second billed request; an
+    attempt that times out may be billed too (its input estimated at our count, its output unknown).
+    Defaults: 1 re-ask, 3 transport retries, so at most (1 + 1) x (3 + 1) = 8 requests."""
+    from dispute_platform.resources.llm import OpenAIProposer
+
+    fields = OpenAIProposer.model_fields
+    asks = fields["invalid_reply_retries"].default + 1
+    attempts = asks * (fields["max_retries"].default + 1)
+    mean_in, max_in = statistics.mean(measured.tokens), max(measured.tokens)
+    re_ask_mean = would_be_cost(price, round(mean_in) * 2, OUTPUT_TOKENS * 2)
+    re_ask_max = would_be_cost(price, max_in * 2, OUTPUT_TOKENS * 2)
+    worst = would_be_cost(price, max_in * attempts, OUTPUT_TOKENS * asks)
+    return (
+        f"every billable request counted: with one re-ask after an invalid reply a dispute costs mean ${re_ask_mean:.6f}, "
+        f"max ${re_ask_max:.6f}; worst case, {attempts} requests ({asks} asks x {attempts // asks} attempts, every "
+        f"unanswered one billed at its input, an estimate), at the max prompt ${worst:.6f}: the cost cap stops such a dispute"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -175,7 +197,7 @@ def main() -> int:
         build_times.append((time.perf_counter() - started) / len(items) * 1000)
 
     base = measure("defaults", default, items, price)
-    headers = ["budgets", "mean in", "p95 in", "max in", "mean $", "p95 $", "max $", "mean $ cached", "target met"]
+    headers = ["budgets", "mean in", "p95 in", "max in", "mean $", "p95 $", "max $", "mean $ cached", "max $ cached", "target met"]
     print()
     print(f"gpt-4o-mini: ${price.input_per_1m}/1M input, ${price.cached_input_per_1m}/1M cached input, "
           f"${price.output_per_1m}/1M output; {OUTPUT_TOKENS} output tokens = ${Decimal(OUTPUT_TOKENS) * price.output_per_1m / 1_000_000:.6f}")  # fmt: skip
@@ -191,6 +213,7 @@ def main() -> int:
         "cached price changes nothing here"
     )
     print(f"prompt building: median {statistics.median(build_times):.2f} ms per dispute over {len(build_times)} runs")
+    print(billable_requests_line(base, price))
 
     if base.mean_cost < TARGET_MEAN and max(base.tokens) <= MAX_INPUT:
         print("\ntarget met with the default budgets")

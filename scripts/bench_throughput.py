@@ -3,7 +3,8 @@
 
 The platform: a real `dagster-daemon` (the integration tests' deployment harness: Postgres-backed
 instance, queued run coordinator with 2 concurrent runs, the default run launcher, so every run is
-a new process), the real `sqs_dispute_sensor` on a local SQS endpoint (moto's server, own process),
+a new process), the real `sqs_dispute_sensor` on a local SQS endpoint (own process: the one the CLI
+starts, dispute_platform/local_sqs.py, or with --endpoint moto stock moto_server),
 the platform's Postgres database, a Chroma folder seeded with the policies and the seed history,
 the precedent provider, and a world of N valid cases (bundled cases that validate, cloned with new
 ids into a temporary SANDBOX_DATA file). N events are queued; the clock runs from the first send
@@ -28,7 +29,13 @@ DISPUTES_PER_RUN = each of --batches (one deployment each).
 A default run (n=500, the platform once at the default DISPUTES_PER_RUN, each reference twice) takes
 about 8-9 minutes on this 2-core machine under load; --batches adds a deployment per value.
 
-Usage: python scripts/bench_throughput.py [--n 500] [--repeats 1] [--batches 50,500] [--reference-repeats 2]
+Each change can be measured apart through the environment, which the deployment inherits:
+EMBEDDING_RUNTIME=torch (sentence-transformers in the runs), SQS_RECEIVERS=1 (one receive at a
+time), SQS_HAND_OVER=false (a tick receives up to SQS_MAX_MESSAGES_PER_TICK before it asks for
+runs), --endpoint moto, DAGSTER_EVENT_BATCH_SIZE=0 (Dagster writes a step's per-partition events one
+by one; the CLI sets 1000, see dispute_platform/local.py). The platform and the floor share them.
+
+Usage: python scripts/bench_throughput.py [--n 500] [--repeats 1] [--batches 50,500] [--reference-repeats 2] [--endpoint platform|moto]
 """
 
 from __future__ import annotations
@@ -144,6 +151,7 @@ class RunTimes:
     started: float | None = None
     ended: float | None = None
     steps: dict[str, float] = field(default_factory=dict)
+    planned: int = 0  # ASSET_MATERIALIZATION_PLANNED + check planned events, written when the run is created
 
     def phase(self, a: float | None, b: float | None) -> float:
         return (b - a) if a is not None and b is not None else float("nan")
@@ -198,6 +206,8 @@ def _run_times(instance: DagsterInstance, record) -> RunTimes:
         if event is None:
             continue
         kind = event.event_type
+        if kind in (DagsterEventType.ASSET_MATERIALIZATION_PLANNED, DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED):
+            times.planned += 1
         if kind == DagsterEventType.RESOURCE_INIT_STARTED:
             step_start["(resources)"] = entry.timestamp
         elif kind == DagsterEventType.RESOURCE_INIT_SUCCESS and "(resources)" in step_start:
@@ -309,6 +319,13 @@ def _dt(ts: float):
 # --- reference (a): the plain loop ----------------------------------------------------------------
 
 
+def settings_runtime() -> str:
+    """The embedding runtime the platform's runs use (EMBEDDING_RUNTIME), so the loop uses it too."""
+    from dispute_platform.settings import get_settings
+
+    return get_settings().embedding_runtime
+
+
 def measure_loop(args, case_ids: list[str], world: Path, seeded: Path, endpoint: str, workdir: Path) -> dict[str, float]:
     from concurrent.futures import ThreadPoolExecutor
 
@@ -346,7 +363,7 @@ def measure_loop(args, case_ids: list[str], world: Path, seeded: Path, endpoint:
         postgres = PostgresResource(database_url=url)
         sandbox = {"sandbox_data": str(world), "postgres": postgres}
         providers = Providers(crm=SandboxCRM(**sandbox), billing=SandboxBilling(**sandbox), payments=SandboxPayments(**sandbox))
-        vectors = VectorStoreResource(chroma_path=str(chroma))
+        vectors = VectorStoreResource(chroma_path=str(chroma), embedding_runtime=settings_runtime())
         proposer, limits = PrecedentProposer(), Limits().proposal_limits()
         email = OutboxEmail(outbox_dir=str(workdir / "outbox-loop"))
         settings = get_settings()
@@ -489,16 +506,18 @@ def report_platform(result: PlatformResult) -> None:
     for i, r in enumerate(runs, 1):
         checks = sum(v for k, v in r.steps.items() if "within" in k)
         rows.append([
-            str(i), str(r.partitions), f"{r.created - t0:.1f}", f"{r.phase(r.created, r.starting):.1f}",
+            str(i), str(r.partitions), str(r.planned), f"{r.created - t0:.1f}", f"{r.phase(r.created, r.starting):.1f}",
             f"{r.phase(r.starting, r.started):.1f}", f"{r.steps.get('resource init', float('nan')):.1f}",
             f"{r.steps.get('raw_case', float('nan')):.1f}", f"{r.steps.get('enriched_context', float('nan')):.1f}",
             f"{r.steps.get('ai_proposal', float('nan')):.1f}", f"{checks:.1f}",
             f"{r.phase(r.created, r.ended):.1f}", f"{(r.ended or t0) - t0:.1f}",
         ])  # fmt: skip
-    print(table(["run", "disputes", "created +s", "queued + launch", "process start + imports", "resource init",
+    print(table(["run", "disputes", "planned events", "created +s", "queued + launch", "process start + imports", "resource init",
                  "raw_case", "enriched_context", "ai_proposal", "4 checks", "run total", "ended +s"], rows))  # fmt: skip
     busy = [t for t in result.ticks if t[0] >= t0 - 1 and t[0] <= t0 + result.wall]
     print(f"\n  +s = seconds after the first event was sent ({result.send_seconds:.1f} s to send all {result.n}).")
+    print("  'queued + launch' includes writing the planned events: Dagster writes them while it creates the run, inside the "
+          "sensor's tick, one per asset and partition unless DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS is set.")
     print(f"  sensor: {len(busy)} ticks while the work ran, {sum(t[1] for t in busy):.1f} s of tick time; "
           f"{len(ticks)} of them requested runs, at " + ", ".join(f"+{t[0] - t0:.1f} s ({t[1]:.1f} s, {t[2]} runs)" for t in ticks))  # fmt: skip
     for line in result.received_lines[-max(1, len(ticks)) :]:
@@ -522,13 +541,24 @@ def main() -> int:
                         "deployment and one measurement each: about 4-5 minutes each for n=500 on 2 busy cores)")
     parser.add_argument("--reference-repeats", type=int, default=2)
     parser.add_argument("--admin-url", default=ADMIN_URL)
+    parser.add_argument("--endpoint", choices=["platform", "moto"], default="platform",
+                        help="platform: the local endpoint the CLI starts (local_sqs); moto: stock moto_server")  # fmt: skip
     args = parser.parse_args()
     from dispute_platform.settings import get_settings
 
     default_batch = get_settings().disputes_per_run
     batches = sorted({int(b) for b in args.batches.split(",") if b.strip()} | {default_batch})
+    from dispute_platform.local import DAGSTER_ENV_DEFAULTS
+
+    for name, value in DAGSTER_ENV_DEFAULTS.items():  # as the CLI publishes them: platform and floor alike
+        os.environ.setdefault(name, value)
+    settings = get_settings()
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; n = {args.n}; "
-          f"DISPUTES_PER_RUN default {default_batch}, compared: {batches}\n", flush=True)  # fmt: skip
+          f"DISPUTES_PER_RUN default {default_batch}, compared: {batches}", flush=True)  # fmt: skip
+    print(f"SQS endpoint: {args.endpoint}; embeddings on {settings.embedding_runtime}; sensor: {settings.sqs_receivers} "
+          f"receives in flight, hand over at a run's worth: {settings.sqs_hand_over}; Dagster: "
+          + ", ".join(f"{k}={os.environ.get(k)}" for k in (*DAGSTER_ENV_DEFAULTS, "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"))
+          + "\n", flush=True)  # fmt: skip
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
         work = Path(tmp)
@@ -541,7 +571,7 @@ def main() -> int:
         ids = build_world(work / "world.json", all_prefixes, args.n)
         ids |= build_world_warmups(work / "world.json", batches)
         print(f"setup: world with {len(all_prefixes)} x {args.n} cloned valid cases", flush=True)
-        with moto_server() as endpoint:
+        with moto_server(args.endpoint) as endpoint:
             platform: dict[int, list[PlatformResult]] = {}
             for batch in [default_batch, *[b for b in batches if b != default_batch]]:
                 platform[batch] = measure_platform(args, per_run=batch, prefixes=prefixes_by_batch[batch], ids=ids,

@@ -71,6 +71,8 @@ def cost_report(context: AssetExecutionContext, config: CostReportConfig, postgr
         "since": since.isoformat() if since else "all time",
         "disputes": int(total.get("disputes") or 0),
         "llm_cost_usd": float(total.get("llm_cost_usd") or 0.0),
+        "llm_cost_estimated_usd": float(total.get("llm_cost_estimated_usd") or 0.0),
+        "model_requests": int(total.get("calls") or 0),
         "cost_mean_usd": float(total.get("cost_mean_usd") or 0.0),
         "cost_p95_usd": float(total.get("cost_p95_usd") or 0.0),
         "cost_max_usd": float(total.get("cost_max_usd") or 0.0),

@@ -13,8 +13,9 @@ from rich.table import Table
 from dispute_platform.reports.costs import DIMENSIONS, CostReport, formatted
 
 _HEADERS = {
-    "disputes": "disputes", "calls": "calls", "tokens_in": "tokens in", "tokens_out": "tokens out",
-    "llm_cost_usd": "LLM cost $", "cost_mean_usd": "mean $/dispute", "cost_p95_usd": "p95 $", "cost_max_usd": "max $",
+    "disputes": "disputes", "proposals": "proposals", "calls": "model requests", "tokens_in": "tokens in",
+    "tokens_out": "tokens out", "llm_cost_usd": "LLM cost $", "llm_cost_estimated_usd": "of which estimated $",
+    "cost_mean_usd": "mean $/dispute", "cost_p95_usd": "p95 $", "cost_max_usd": "max $",
     "cache_hits": "cache hits", "cache_hit_rate": "hit rate", "blocked": "blocked (cap)",
 }  # fmt: skip
 

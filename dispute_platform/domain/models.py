@@ -401,8 +401,16 @@ class ResolutionProposal(BaseModel):
     prompt_version: str
     input_tokens: int = Field(ge=0, default=0)  # billed over all requests (a re-ask sends the prompt again)
     output_tokens: int = Field(ge=0, default=0)
-    requests: int = Field(ge=0, default=1, description="Model requests made (0 for the rules engine).")
+    requests: int = Field(
+        ge=0, default=1, description="Model requests the provider may bill: answered ones and those sent but never answered "
+        "(timeouts); not refused (4xx/5xx) or undelivered ones. 0 for the rules engine."
+    )
     cost_usd: Decimal = Decimal("0")
+    # The part of input_tokens / cost_usd that is an estimate: requests sent but never answered
+    # (a timeout) may be billed, and their usage is unknown; their input is our own count of the
+    # prompt, their output (unknown, at most the output cap) is not included.
+    estimated_input_tokens: int = Field(ge=0, default=0)
+    estimated_cost_usd: Decimal = Decimal("0")
     latency_ms: int = Field(ge=0, default=0)
     cache_hit: bool = False
     flags: list[str] = Field(default_factory=list)

@@ -4,8 +4,13 @@ The input is one row per proposal (a model call, or a reply served from the cach
 its dispute's type, segment and current status; `load_calls` reads it from Postgres. Figures:
 
 - disputes: distinct disputes with at least one proposal in the group.
-- calls, cache_hits, cache_hit_rate: proposals, those served from the cache, and their share.
+- proposals, cache_hits, cache_hit_rate: proposals, those served from the cache, and their share.
+- calls: model requests the provider may bill, over the group's proposals: a re-ask after an
+  invalid reply and an attempt that timed out count, a refused (429/5xx) attempt and a cache hit
+  do not.
 - tokens_in, tokens_out, llm_cost_usd: sums over the group's proposals.
+- llm_cost_estimated_usd: the part of llm_cost_usd that is an estimate (requests sent but never
+  answered: their input at our own token count; their output is unknown and not included).
 - cost_mean/p95/max_usd: over the group's disputes, a dispute's cost being the sum of its
   proposals' costs in the group (regenerated proposals count). p95 interpolates linearly, like
   Postgres' percentile_cont(0.95).
@@ -29,6 +34,8 @@ CALL_SCHEMA = {
     "input_tokens": pl.Int64,
     "output_tokens": pl.Int64,
     "cost_usd": pl.Float64,
+    "requests": pl.Int64,
+    "estimated_cost_usd": pl.Float64,
     "cache_hit": pl.Boolean,
     "created_at": pl.Datetime("us", "UTC"),
     "dispute_type": pl.String,
@@ -36,8 +43,8 @@ CALL_SCHEMA = {
     "status": pl.String,
 }
 METRICS = [
-    "disputes", "calls", "tokens_in", "tokens_out", "llm_cost_usd", "cost_mean_usd", "cost_p95_usd", "cost_max_usd",
-    "cache_hits", "cache_hit_rate", "blocked",
+    "disputes", "proposals", "calls", "tokens_in", "tokens_out", "llm_cost_usd", "llm_cost_estimated_usd",
+    "cost_mean_usd", "cost_p95_usd", "cost_max_usd", "cache_hits", "cache_hit_rate", "blocked",
 ]  # fmt: skip
 
 
@@ -47,6 +54,8 @@ def calls_frame(rows: Sequence[dict]) -> pl.DataFrame:
         {
             **{k: row.get(k) for k in CALL_SCHEMA},
             "cost_usd": float(row["cost_usd"] or 0),
+            "requests": int(row["requests"] if row.get("requests") is not None else (0 if row.get("cache_hit") else 1)),
+            "estimated_cost_usd": float(row.get("estimated_cost_usd") or 0),
             "dispute_type": row.get("dispute_type") or "unknown",
             "segment": row.get("segment") or "unknown",
         }
@@ -63,7 +72,9 @@ def aggregate(calls: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
     """The report's figures for every group of `keys` (no keys: one row for everything)."""
     calls = _with_day(calls) if "day" not in calls.columns else calls
     per_dispute = calls.group_by([*keys, "case_id"]).agg(
-        pl.len().alias("calls"),
+        pl.len().alias("proposals"),
+        pl.col("requests").sum().alias("calls"),
+        pl.col("estimated_cost_usd").sum().alias("estimated_cost"),
         pl.col("cache_hit").sum().alias("cache_hits"),
         pl.col("input_tokens").sum().alias("tokens_in"),
         pl.col("output_tokens").sum().alias("tokens_out"),
@@ -72,15 +83,17 @@ def aggregate(calls: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
     )
     figures = [
         pl.len().alias("disputes"),
+        pl.col("proposals").sum().alias("proposals"),
         pl.col("calls").sum().alias("calls"),
         pl.col("tokens_in").sum().alias("tokens_in"),
         pl.col("tokens_out").sum().alias("tokens_out"),
         pl.col("cost").sum().alias("llm_cost_usd"),
+        pl.col("estimated_cost").sum().alias("llm_cost_estimated_usd"),
         pl.col("cost").mean().alias("cost_mean_usd"),
         pl.col("cost").quantile(0.95, interpolation="linear").alias("cost_p95_usd"),
         pl.col("cost").max().alias("cost_max_usd"),
         pl.col("cache_hits").sum().alias("cache_hits"),
-        (pl.col("cache_hits").sum() / pl.col("calls").sum()).alias("cache_hit_rate"),
+        (pl.col("cache_hits").sum() / pl.col("proposals").sum()).alias("cache_hit_rate"),
         pl.col("blocked").sum().alias("blocked"),
     ]
     if keys:
@@ -88,7 +101,7 @@ def aggregate(calls: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
     else:
         grouped = per_dispute.select(figures)
     return grouped.with_columns(
-        pl.col(["disputes", "calls", "tokens_in", "tokens_out", "cache_hits", "blocked"]).cast(pl.Int64)
+        pl.col(["disputes", "proposals", "calls", "tokens_in", "tokens_out", "cache_hits", "blocked"]).cast(pl.Int64)
     )
 
 

@@ -11,6 +11,10 @@ from dispute_platform.store.db import Database
 
 CALLS_SQL = """
 SELECT p.case_id, p.model, p.input_tokens, p.output_tokens, p.cost_usd, p.cache_hit, p.created_at,
+       -- Requests the provider may bill (a re-ask and a timed-out attempt are requests too); a
+       -- reply from the cache made none. Proposals from before the field: one.
+       CASE WHEN p.cache_hit THEN 0 ELSE COALESCE((p.proposal->>'requests')::int, 1) END AS requests,
+       CASE WHEN p.cache_hit THEN 0 ELSE COALESCE((p.proposal->>'estimated_cost_usd')::numeric, 0) END AS estimated_cost_usd,
        w.dispute_type, w.segment, w.status
 FROM proposals p JOIN workflow_states w ON w.case_id = p.case_id
 WHERE p.created_at >= COALESCE(%s, '-infinity'::timestamptz)

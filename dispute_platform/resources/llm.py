@@ -5,7 +5,10 @@
   being rules and precedent, not a model (every proposal says what determined it: `basis`).
 - `OpenAIProposer`: the official client with structured output, timeouts, retries with backoff on
   429/5xx (Retry-After honoured by the client), usage turned into cost with the price table.
-  `base_url` points it at any OpenAI-compatible server.
+  `base_url` points it at any OpenAI-compatible server. Every HTTP attempt is logged, the
+  client's own retries included, so that every request the provider may bill is counted: an
+  answered one at its usage, one sent but never answered (a timeout) at an estimate of its input
+  that the proposal labels as such (`estimated_input_tokens`, `estimated_cost_usd`).
 
 Both return a raw proposal; the guardrails (domain/guardrails.py) are applied by the caller to
 whatever comes back. A reply that never validates becomes an `escalate` proposal with the reason.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -259,11 +263,27 @@ class OpenAIProposer(ConfigurableResource):
             table = {k: ModelPrice(**v) for k, v in json.loads(self.prices_json).items()}
         return price_for(self.model, table)
 
-    def _client(self) -> Any:
-        from openai import OpenAI
+    def _client(self, attempts: list[int | str]) -> Any:
+        """The official client, logging every HTTP attempt (its own retries included) in `attempts`."""
+        from openai import DefaultHttpxClient, OpenAI
+
+        class AttemptLoggingClient(DefaultHttpxClient):  # type: ignore[misc, valid-type]
+            def send(self, request: Any, **kwargs: Any) -> Any:
+                try:
+                    response = super().send(request, **kwargs)
+                except Exception as exc:
+                    # By class name: the client is built on httpx or its fork httpx2, same names.
+                    attempts.append(UNANSWERED if type(exc).__name__ in _SENT_BUT_UNANSWERED else UNDELIVERED)
+                    raise
+                attempts.append(response.status_code)
+                return response
 
         return OpenAI(
-            api_key=self.api_key, base_url=self.base_url, timeout=self.timeout_seconds, max_retries=self.max_retries
+            api_key=self.api_key,
+            base_url=self.base_url,
+            timeout=self.timeout_seconds,
+            max_retries=self.max_retries,
+            http_client=AttemptLoggingClient(timeout=self.timeout_seconds),
         )
 
     def propose(
@@ -278,58 +298,82 @@ class OpenAIProposer(ConfigurableResource):
         import openai
 
         price = self._price()
-        client = self._client()
+        attempts: list[int | str] = []
+        client = self._client(attempts)
         started = time.perf_counter()
-        input_tokens = output_tokens = cached_tokens = requests = 0
+        input_tokens = output_tokens = cached_tokens = with_usage = 0
+        request_input: int | None = None  # what the provider counted for one request of this prompt
         failure = ""
         reply: LLMReply | None = None
-        for _ in range(self.invalid_reply_retries + 1):
-            requests += 1
-            try:
-                response = client.chat.completions.create(
-                    model=self.model,
-                    messages=prompt.messages,
-                    max_tokens=self.max_output_tokens,
-                    temperature=0,
-                    response_format={"type": "json_schema", "json_schema": REPLY_SCHEMA},
-                )
-            except openai.APIStatusError as exc:
-                # The client retries 408, 409, 429 and 5xx; anything else (401, 400 ...) failed at once.
-                retried = exc.status_code in (408, 409, 429) or exc.status_code >= 500
-                after = f" after {self.max_retries} retries" if retried else ""
-                failure = f"model API answered {exc.status_code}{after}: {exc.message}"
-                break
-            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
-                failure = f"model API unreachable after {self.max_retries} retries: {exc.__class__.__name__}"
-                break
-            usage = response.usage
-            if usage is not None:
-                input_tokens += usage.prompt_tokens or 0
-                output_tokens += usage.completion_tokens or 0
-                details = getattr(usage, "prompt_tokens_details", None)
-                cached_tokens += (getattr(details, "cached_tokens", 0) or 0) if details else 0
-            message = response.choices[0].message if response.choices else None
-            if message is None:
-                failure = "model returned no choices"
-                continue
-            if getattr(message, "refusal", None):
-                failure = f"model refused: {mask_pii(str(message.refusal))[:200]}"
-                break
-            try:
-                reply = LLMReply.model_validate_json(message.content or "")
-                break
-            except ValidationError as exc:
-                failure = f"reply is not valid JSON for the schema: {exc.errors()[0]['msg']}"
+        try:
+            for _ in range(self.invalid_reply_retries + 1):
+                try:
+                    response = client.chat.completions.create(
+                        model=self.model,
+                        messages=prompt.messages,
+                        max_tokens=self.max_output_tokens,
+                        temperature=0,
+                        response_format={"type": "json_schema", "json_schema": REPLY_SCHEMA},
+                    )
+                except openai.APIStatusError as exc:
+                    # The client retries 408, 409, 429 and 5xx; anything else (401, 400 ...) failed at once.
+                    retried = exc.status_code in (408, 409, 429) or exc.status_code >= 500
+                    after = f" after {self.max_retries} retries" if retried else ""
+                    failure = f"model API answered {exc.status_code}{after}: {exc.message}"
+                    break
+                except openai.APITimeoutError:
+                    failure = f"model API did not answer within {self.timeout_seconds:g} s ({len(attempts)} attempts)"
+                    break
+                except openai.APIConnectionError as exc:
+                    unanswered = attempts.count(UNANSWERED)
+                    failure = (
+                        f"model API dropped {unanswered} of {len(attempts)} requests unanswered"
+                        if unanswered
+                        else f"model API unreachable after {self.max_retries} retries: {exc.__class__.__name__}"
+                    )
+                    break
+                usage = response.usage
+                if usage is not None:
+                    with_usage += 1
+                    request_input = usage.prompt_tokens or 0
+                    input_tokens += usage.prompt_tokens or 0
+                    output_tokens += usage.completion_tokens or 0
+                    details = getattr(usage, "prompt_tokens_details", None)
+                    cached_tokens += (getattr(details, "cached_tokens", 0) or 0) if details else 0
+                message = response.choices[0].message if response.choices else None
+                if message is None:
+                    failure = "model returned no choices"
+                    continue
+                if getattr(message, "refusal", None):
+                    failure = f"model refused: {mask_pii(str(message.refusal))[:200]}"
+                    break
+                try:
+                    reply = LLMReply.model_validate_json(message.content or "")
+                    break
+                except ValidationError as exc:
+                    failure = f"reply is not valid JSON for the schema: {exc.errors()[0]['msg']}"
+        finally:
+            client.close()  # its HTTP client is ours: no pooled sockets left behind per dispute
         latency_ms = int((time.perf_counter() - started) * 1000)
+        bill = billable(attempts, with_usage, request_input if request_input is not None else prompt.input_tokens)
         cost = call_cost(price, input_tokens, output_tokens, cached_tokens)
+        estimated_cost = call_cost(price, bill.estimated_input_tokens, 0) if bill.estimated_input_tokens else Decimal("0")
+        if estimated_cost and failure:
+            failure += (
+                f"; {bill.estimated_requests} request(s) sent without an answer may still be billed "
+                f"(estimated ${estimated_cost:.6f}: their input, our count)"
+            )
         common = dict(
             model=self.model,
             provider=self.name,
             prompt_version=PROMPT_VERSION,
-            input_tokens=input_tokens or prompt.input_tokens,
-            requests=max(1, requests),
+            # Nothing billed: the prompt's own size, so the input cap means the same for every provider.
+            input_tokens=(input_tokens + bill.estimated_input_tokens) if bill.requests else prompt.input_tokens,
+            requests=bill.requests,
             output_tokens=output_tokens,
-            cost_usd=cost,
+            cost_usd=cost + estimated_cost,
+            estimated_input_tokens=bill.estimated_input_tokens,
+            estimated_cost_usd=estimated_cost,
             latency_ms=latency_ms,
             currency=facts.currency,
         )
@@ -343,6 +387,30 @@ class OpenAIProposer(ConfigurableResource):
                 **common,
             )
         return _from_reply(reply, prompt, common)
+
+
+# What became of one HTTP attempt: its status code, or one of these.
+UNANSWERED = "sent, no answer"  # a timeout or a dropped connection after sending: the provider may bill it
+UNDELIVERED = "not delivered"  # no connection, or the request could not be written: nothing to bill
+_SENT_BUT_UNANSWERED = {"ReadTimeout", "ReadError", "RemoteProtocolError"}
+
+
+@dataclass(frozen=True)
+class Billable:
+    requests: int  # requests the provider may bill
+    estimated_requests: int  # of which the usage is unknown
+    estimated_input_tokens: int
+
+
+def billable(attempts: list[int | str], with_usage: int, request_input_tokens: int) -> Billable:
+    """Which HTTP attempts a provider may bill: every answered one (2xx; errors are not billed)
+    and every one sent but never answered. Those whose usage we never saw (no answer, or an
+    answer without usage) are estimated at `request_input_tokens` each: the provider's count
+    for the same prompt when an answer carried it, else our own count."""
+    answered = sum(1 for a in attempts if isinstance(a, int) and 200 <= a < 300)
+    unknown = max(0, answered - with_usage) + attempts.count(UNANSWERED)
+    return Billable(requests=answered + attempts.count(UNANSWERED), estimated_requests=unknown,
+                    estimated_input_tokens=unknown * request_input_tokens)  # fmt: skip
 
 
 def _from_reply(reply: LLMReply, prompt: BuiltPrompt, common: dict[str, Any]) -> ResolutionProposal:

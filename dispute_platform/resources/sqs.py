@@ -62,33 +62,37 @@ class SQSResource(ConfigurableResource):
     ) -> Iterator[list[ReceivedMessage]]:
         """Batches of up to 10 messages until `max_messages` or the time budget is used, or the
         queue is empty. The caller stores each batch before asking for the next."""
-        queue_url = queue_url or self.dispute_events_queue_url
         deadline = time.monotonic() + budget_seconds
         received = 0
         while received < max_messages and time.monotonic() < deadline:
-            want = min(SQS_BATCH, max_messages - received)
-            # Long-poll, but never past the budget: a sensor tick must end in time.
-            wait = max(0, min(self.wait_time_seconds, int(deadline - time.monotonic())))
-            reply = self.client.receive_message(
-                QueueUrl=queue_url,
-                MaxNumberOfMessages=want,
-                WaitTimeSeconds=wait,
-                VisibilityTimeout=self.visibility_timeout_seconds,
-                MessageSystemAttributeNames=["ApproximateReceiveCount"],
-            )
-            messages = reply.get("Messages", [])
-            if not messages:
+            batch = self.receive_once(min(SQS_BATCH, max_messages - received), deadline, queue_url)
+            if not batch:
                 return
-            received += len(messages)
-            yield [
-                ReceivedMessage(
-                    message_id=m["MessageId"],
-                    receipt_handle=m["ReceiptHandle"],
-                    body=m.get("Body", ""),
-                    receive_count=int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
-                )
-                for m in messages
-            ]
+            received += len(batch)
+            yield batch
+
+    def receive_once(self, want: int, deadline: float, queue_url: str | None = None) -> list[ReceivedMessage]:
+        """One receive call for up to `want` (<= 10) messages; long-polls, but never past
+        `deadline` (time.monotonic()): a sensor tick must end in time. Thread-safe (boto3
+        clients are), so several receives may be in flight at once."""
+        # Long-poll, but never past the budget.
+        wait = max(0, min(self.wait_time_seconds, int(deadline - time.monotonic())))
+        reply = self.client.receive_message(
+            QueueUrl=queue_url or self.dispute_events_queue_url,
+            MaxNumberOfMessages=min(SQS_BATCH, want),
+            WaitTimeSeconds=wait,
+            VisibilityTimeout=self.visibility_timeout_seconds,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )
+        return [
+            ReceivedMessage(
+                message_id=m["MessageId"],
+                receipt_handle=m["ReceiptHandle"],
+                body=m.get("Body", ""),
+                receive_count=int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
+            )
+            for m in reply.get("Messages", [])
+        ]
 
     def delete(self, messages: Sequence[ReceivedMessage], queue_url: str | None = None) -> list[str]:
         """Batch delete; returns the ids SQS refused (they will be redelivered, which ingest

@@ -1,19 +1,23 @@
-"""Chroma and the sentence-transformers encoder.
+"""Chroma and the sentence encoder.
 
 The encoder is the packaged all-MiniLM-L6-v2, loaded from disk with the hub switched off: nothing
-is downloaded at run time. Chroma is always handed this embedding function (its own default would
-download a model). Importing torch costs seconds, so it happens on first use, only in steps that
-embed.
+is downloaded at run time. It runs on ONNX Runtime (`onnx_encoder`: the same weights exported
+once to a cache folder, no torch in the process) when the model has the shape that export
+supports, else on sentence-transformers; either way its vectors carry the same identity. Chroma
+is always handed this embedding function (its own default would download a model). Importing
+torch costs seconds, so it happens on first use, only where the sentence-transformers path or
+the one-time export needs it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from dagster import ConfigurableResource
 from pydantic import Field
@@ -23,7 +27,11 @@ from dispute_platform.domain.models import PolicyHit, SimilarCase
 from dispute_platform.domain.policies import PolicyChunk
 
 if TYPE_CHECKING:
+    from dispute_platform.resources.onnx_encoder import OnnxSentenceEncoder
     from dispute_platform.settings import Settings
+
+log = logging.getLogger(__name__)
+EmbeddingRuntime = Literal["onnx", "torch"]
 
 POLICIES = "company_policies"
 RESOLUTIONS = "dispute_resolutions"
@@ -52,21 +60,31 @@ def _weights_fingerprint(model_dir: Path) -> str:
 
 
 class Embedder:
-    """A sentence-transformers model with its identity (name + weights fingerprint)."""
+    """A sentence encoder with its identity (name + weights fingerprint).
 
-    _shared: dict[str | None, Embedder] = {}
+    `runtime="onnx"` serves every encode from the ONNX export of the same weights (exported at
+    first use into `cache_dir`); a model that cannot be exported, or whose export does not match
+    the reference, falls back to sentence-transformers. The identity names the weights, not the
+    runtime: see `onnx_encoder` for why both runtimes' vectors may share a collection."""
+
+    _shared: dict[tuple[str | None, str, str | None], Embedder] = {}
 
     @classmethod
-    def shared(cls, model: str | None = None) -> Embedder:
+    def shared(cls, model: str | None = None, runtime: EmbeddingRuntime = "onnx", cache_dir: str | None = None) -> Embedder:
         """One loaded model per process, however many resources ask for it."""
-        if model not in cls._shared:
-            cls._shared[model] = cls(model)
-        return cls._shared[model]
+        key = (model, runtime, cache_dir)
+        if key not in cls._shared:
+            cls._shared[key] = cls(model, runtime=runtime, cache_dir=cache_dir)
+        return cls._shared[key]
 
-    def __init__(self, model: str | None = None, batch_size: int = 64):
+    def __init__(
+        self, model: str | None = None, batch_size: int = 64, runtime: EmbeddingRuntime = "onnx", cache_dir: str | None = None
+    ):
         self.model_ref = model or packaged_model_path()
         self.name = PACKAGED_MODEL_NAME if model is None else Path(model).name or model
         self.batch_size = batch_size
+        self.runtime = runtime
+        self.cache_dir = cache_dir
 
     @cached_property
     def model(self) -> Any:
@@ -75,6 +93,36 @@ class Embedder:
         from sentence_transformers import SentenceTransformer
 
         return SentenceTransformer(self.model_ref, device="cpu")
+
+    @cached_property
+    def onnx(self) -> OnnxSentenceEncoder | None:
+        """The ONNX Runtime encoder, or None when this model stays on sentence-transformers."""
+        from dispute_platform.resources import onnx_encoder as ox
+
+        model_dir = Path(self.model_ref)
+        if self.runtime != "onnx" or not model_dir.is_dir():
+            return None
+        if reason := ox.exportable(model_dir):
+            log.info("%s stays on sentence-transformers: %s", self.name, reason)
+            return None
+        cache = Path(self.cache_dir) if self.cache_dir else ox.default_cache_dir()
+        target = ox.export_path(cache, self.name, self.fingerprint)
+        try:
+            ox.ensure_export(model_dir, target, reference=lambda: self.model)
+            try:
+                return ox.OnnxSentenceEncoder(target, model_dir, batch_size=self.batch_size)
+            except Exception:  # noqa: BLE001 - a damaged cached file: export again, once
+                log.warning("the cached ONNX export %s does not load; exporting it again", target, exc_info=True)
+                target.unlink(missing_ok=True)
+                ox.ensure_export(model_dir, target, reference=lambda: self.model)
+                return ox.OnnxSentenceEncoder(target, model_dir, batch_size=self.batch_size)
+        except ox.ExportRejected as exc:
+            log.warning("%s; using sentence-transformers", exc)
+            return None
+
+    @property
+    def runtime_in_use(self) -> str:
+        return "onnxruntime" if self.onnx is not None else "sentence-transformers"
 
     @cached_property
     def fingerprint(self) -> str:
@@ -91,6 +139,8 @@ class Embedder:
     def encode(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
+        if self.onnx is not None:
+            return self.onnx.encode(list(texts)).tolist()
         vectors = self.model.encode(
             list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
         )
@@ -139,6 +189,8 @@ class VectorStoreResource(ConfigurableResource):
     chroma_host: str | None = Field(default=None, description="Chroma server host (server mode).")
     chroma_port: int = 8000
     embedding_model: str | None = Field(default=None, description="Unset: the packaged all-MiniLM-L6-v2.")
+    embedding_runtime: EmbeddingRuntime = Field(default="onnx", description="onnx (exported once, cached) or torch.")
+    embedding_cache_dir: str | None = Field(default=None, description="Folder of the ONNX export. Unset: the user's cache.")
     resolutions_collection: str = RESOLUTIONS
     policies_collection: str = POLICIES
 
@@ -150,12 +202,14 @@ class VectorStoreResource(ConfigurableResource):
             chroma_host=settings.chroma_host,
             chroma_port=settings.chroma_port,
             embedding_model=settings.embedding_model,
+            embedding_runtime=settings.embedding_runtime,
+            embedding_cache_dir=str(settings.embedding_cache_dir) if settings.embedding_cache_dir else None,
             **overrides,
         )
 
     @cached_property
     def embedder(self) -> Embedder:
-        return Embedder.shared(self.embedding_model)
+        return Embedder.shared(self.embedding_model, self.embedding_runtime, self.embedding_cache_dir)
 
     @cached_property
     def client(self) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from dispute_platform.domain.models import LONE_SURROGATE as _SURROGATE
 from dispute_platform.domain.models import MAX_EVENT_BODY_BYTES, DisputeEvent, strip_control_chars
-from dispute_platform.resources.sqs import ReceivedMessage, SQSResource
+from dispute_platform.resources.sqs import SQS_BATCH, ReceivedMessage, SQSResource
 from dispute_platform.store import repo
 from dispute_platform.store.db import Database
 
@@ -169,11 +169,77 @@ def ingest_batch(db: Database, sqs: SQSResource, messages: list[ReceivedMessage]
     stats.delete_failures += len(sqs.delete(messages))
 
 
-def ingest_from_queue(db: Database, sqs: SQSResource, *, max_messages: int, budget_seconds: float) -> IngestStats:
+def ingest_from_queue(
+    db: Database,
+    sqs: SQSResource,
+    *,
+    max_messages: int,
+    budget_seconds: float,
+    receivers: int = 1,
+    hand_over_at: int | None = None,
+) -> IngestStats:
+    """Receive, store, delete, until `max_messages`, the time budget, an empty receive, or
+    `hand_over_at` new events stored (a run's worth: the tick ends so that its run can start;
+    the rest waits for the next tick). Receives never ask for more than the run's worth still
+    missing, so a tick hands over exactly that many (duplicates and rejected bodies do not count).
+
+    `receivers` receive calls are kept in flight at once, in threads, while this thread stores
+    and deletes what has arrived: a receive's round trip overlaps the storing of the batch before
+    it. The rule does not change with the threads: a batch is deleted only after the transaction
+    that stored it committed (`ingest_batch`), whichever thread received it. If storing fails,
+    the error propagates; messages received but not yet stored are made visible again at once
+    (nothing was attempted with them), while the failed batch waits out its visibility timeout
+    as before, so an outage is not turned into quick redeliveries."""
     stats = IngestStats()
     started = time.monotonic()
-    batches: Iterator[list[ReceivedMessage]] = sqs.receive_batches(max_messages=max_messages, budget_seconds=budget_seconds)
-    for batch in batches:
-        ingest_batch(db, sqs, batch, stats)
+    deadline = started + budget_seconds
+    _ = sqs.client  # built here, once: the receive threads share it (boto3 clients are thread-safe)
+    asked = 0  # messages asked for by the receives issued so far (less what they did not bring)
+    stop = False
+    in_flight: dict[Future[list[ReceivedMessage]], int] = {}
+    with ThreadPoolExecutor(max_workers=max(1, receivers), thread_name_prefix="sqs-receive") as pool:
+
+        def room() -> int:
+            # Never more than a run's worth of new events: one more batch in flight would make
+            # 260 where 250 fit one run, and the sensor would cut them into two runs of 130.
+            limit = max_messages if hand_over_at is None else min(max_messages, hand_over_at + stats.received - stats.stored)
+            return limit - asked
+
+        def launch() -> None:
+            nonlocal asked
+            while not stop and len(in_flight) < receivers and room() > 0 and time.monotonic() < deadline:
+                want = min(SQS_BATCH, room())
+                asked += want
+                in_flight[pool.submit(sqs.receive_once, want, deadline)] = want
+
+        try:
+            launch()
+            while in_flight:
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    want = in_flight.pop(future)
+                    batch = future.result()
+                    asked -= want - len(batch)
+                    if not batch:
+                        stop = True  # the queue is empty (or looked so for a whole long poll)
+                        continue
+                    ingest_batch(db, sqs, batch, stats)
+                    if hand_over_at is not None and stats.stored >= hand_over_at:
+                        stop = True
+                launch()
+        except BaseException:
+            stop = True
+            _release_unattempted(sqs, in_flight)
+            raise
     stats.seconds = round(time.monotonic() - started, 3)
     return stats
+
+
+def _release_unattempted(sqs: SQSResource, in_flight: dict[Future[list[ReceivedMessage]], int]) -> None:
+    for future in in_flight:
+        try:
+            batch = future.result()
+            if batch:
+                sqs.release(batch)
+        except Exception:  # noqa: BLE001 - they reappear after their visibility timeout anyway
+            log.warning("could not hand back messages received during a failed tick", exc_info=True)

@@ -3,6 +3,7 @@ as tables and a chart; `dispute-platform costs` prints it."""
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -46,13 +47,18 @@ def seed(db, disputes: int = 60) -> None:
                 tokens_in, tokens_out = rng.randint(300, 2075), rng.randint(40, 400)
                 cost = Decimal("0") if cache_hit else (Decimal(tokens_in) * Decimal("0.15") + Decimal(tokens_out) * Decimal("0.6")) / 1_000_000
                 created = DAY0 + timedelta(days=rng.randint(0, 5), hours=rng.randint(0, 23), minutes=rng.randint(0, 59))
+                # Some proposals took a re-ask or a timed-out attempt (an estimate); older rows say nothing.
+                record: dict = rng.choice([{}, {"requests": 1}, {"requests": 2}, {"requests": 4, "estimated_cost_usd": "0.00045"}])
+                if "estimated_cost_usd" in record and not cache_hit:
+                    cost += Decimal(record["estimated_cost_usd"])
                 cur.execute(
                     """INSERT INTO proposals (case_id, version, status, proposal, action, amount, currency, confidence,
                                               provider, model, prompt_version, input_tokens, output_tokens, cost_usd,
                                               cache_hit, created_at)
-                       VALUES (%s, %s, 'pending_review', '{}', 'credit', 10, 'USD', 0.8, 'openai', %s, 'v1', %s, %s, %s, %s, %s)""",
-                    (case_id, version, rng.choice(MODELS), tokens_in, tokens_out, cost.quantize(Decimal("0.00000001")), cache_hit, created),
-                )
+                       VALUES (%s, %s, 'pending_review', %s, 'credit', 10, 'USD', 0.8, 'openai', %s, 'v1', %s, %s, %s, %s, %s)""",
+                    (case_id, version, json.dumps(record), rng.choice(MODELS), tokens_in, tokens_out,
+                     cost.quantize(Decimal("0.00000001")), cache_hit, created),
+                )  # fmt: skip
 
     db.transact(write)
 
@@ -60,19 +66,23 @@ def seed(db, disputes: int = 60) -> None:
 SQL = """
 WITH calls AS (
     SELECT p.case_id, p.model, p.input_tokens, p.output_tokens, p.cost_usd::float8 AS cost, p.cache_hit,
+           CASE WHEN p.cache_hit THEN 0 ELSE COALESCE((p.proposal->>'requests')::int, 1) END AS requests,
+           CASE WHEN p.cache_hit THEN 0 ELSE COALESCE((p.proposal->>'estimated_cost_usd')::float8, 0) END AS estimated,
            (p.created_at AT TIME ZONE 'UTC')::date AS day, COALESCE(w.dispute_type, 'unknown') AS dispute_type,
            COALESCE(w.segment, 'unknown') AS segment, w.status
     FROM proposals p JOIN workflow_states w ON w.case_id = p.case_id
     WHERE p.created_at >= %(since)s
 ), per_dispute AS (
-    SELECT {dim}::text AS value, case_id, COUNT(*) AS calls, SUM(cache_hit::int) AS hits, SUM(input_tokens) AS tin,
-           SUM(output_tokens) AS tout, SUM(cost) AS cost, bool_or(status = 'blocked') AS blocked
+    SELECT {dim}::text AS value, case_id, COUNT(*) AS proposals, SUM(requests) AS calls, SUM(cache_hit::int) AS hits,
+           SUM(input_tokens) AS tin, SUM(output_tokens) AS tout, SUM(cost) AS cost, SUM(estimated) AS estimated,
+           bool_or(status = 'blocked') AS blocked
     FROM calls GROUP BY 1, case_id
 )
-SELECT value, COUNT(*) AS disputes, SUM(calls) AS calls, SUM(tin) AS tokens_in, SUM(tout) AS tokens_out,
-       SUM(cost) AS llm_cost_usd, AVG(cost) AS cost_mean_usd,
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY cost) AS cost_p95_usd, MAX(cost) AS cost_max_usd,
-       SUM(hits) AS cache_hits, SUM(hits)::float8 / SUM(calls) AS cache_hit_rate, SUM(blocked::int) AS blocked
+SELECT value, COUNT(*) AS disputes, SUM(proposals) AS proposals, SUM(calls) AS calls, SUM(tin) AS tokens_in,
+       SUM(tout) AS tokens_out, SUM(cost) AS llm_cost_usd, SUM(estimated) AS llm_cost_estimated_usd,
+       AVG(cost) AS cost_mean_usd, percentile_cont(0.95) WITHIN GROUP (ORDER BY cost) AS cost_p95_usd,
+       MAX(cost) AS cost_max_usd, SUM(hits) AS cache_hits, SUM(hits)::float8 / SUM(proposals) AS cache_hit_rate,
+       SUM(blocked::int) AS blocked
 FROM per_dispute GROUP BY value ORDER BY value
 """
 
@@ -102,11 +112,15 @@ def test_report_equals_direct_sql(db, since):
     # The fixture is not trivial: several days, cache hits, blocked disputes, regenerated proposals.
     assert report.by["day"].height == (6 if since is None else 4)
     assert report.total["cache_hits"][0] > 0 and report.total["blocked"][0] > 0
-    assert report.total["calls"][0] > report.total["disputes"][0]
+    assert report.total["proposals"][0] > report.total["disputes"][0]
+    # Model requests are not proposals: re-asks and timed-out attempts count, cache hits do not.
+    assert report.total["calls"][0] != report.total["proposals"][0]
+    assert 0 < report.total["llm_cost_estimated_usd"][0] < report.total["llm_cost_usd"][0]
     assert "unknown" in report.by["segment"]["segment"].to_list()
     # The full cube adds up to the totals.
     assert report.detail["llm_cost_usd"].sum() == pytest.approx(report.total["llm_cost_usd"][0])
     assert report.detail["calls"].sum() == report.total["calls"][0]
+    assert report.detail["proposals"].sum() == report.total["proposals"][0]
 
 
 def test_empty_window_is_an_empty_report():
@@ -142,6 +156,8 @@ def test_asset_shows_tables_and_a_chart(db, pg_url, tmp_path, monkeypatch):
     expected = build_report(load_calls(db)).total.row(0, named=True)
     assert meta["llm_cost_usd"].value == pytest.approx(expected["llm_cost_usd"])
     assert meta["blocked_by_cap"].value == expected["blocked"]
+    assert meta["model_requests"].value == expected["calls"]
+    assert meta["llm_cost_estimated_usd"].value == pytest.approx(expected["llm_cost_estimated_usd"])
 
 
 def test_report_window_counts_today():
@@ -166,3 +182,22 @@ def test_costs_command_prints_the_same_figures(db, pg_url, monkeypatch):
         assert model in result.output
     bad = CliRunner().invoke(main, ["costs", "--since", "March"])
     assert bad.exit_code != 0 and "not a date" in bad.output
+
+
+def test_calls_count_every_billable_request_not_proposals():
+    """Issue 16: 'calls 32' was printed for 40 requests (re-asks and timed-out attempts)."""
+    at = DAY0
+    rows = [
+        {"case_id": "A", "model": "gpt-4o-mini", "input_tokens": 2400, "output_tokens": 600, "cost_usd": Decimal("0.00072"),
+         "requests": 2, "estimated_cost_usd": 0, "cache_hit": False, "created_at": at, "status": "pending_review"},
+        {"case_id": "B", "model": "gpt-4o-mini", "input_tokens": 4000, "output_tokens": 0, "cost_usd": Decimal("0.0006"),
+         "requests": 4, "estimated_cost_usd": Decimal("0.0006"), "cache_hit": False, "created_at": at, "status": "pending_review"},
+        {"case_id": "C", "model": "gpt-4o-mini", "input_tokens": 1200, "output_tokens": 300, "cost_usd": 0,
+         "requests": 0, "estimated_cost_usd": 0, "cache_hit": True, "created_at": at, "status": "pending_review"},
+        {"case_id": "D", "model": "precedent-rules", "input_tokens": 900, "output_tokens": 80, "cost_usd": 0,
+         "requests": 0, "estimated_cost_usd": 0, "cache_hit": False, "created_at": at, "status": "pending_review"},
+    ]  # fmt: skip
+    total = build_report(calls_frame(rows)).total.row(0, named=True)
+    assert (total["proposals"], total["calls"], total["cache_hits"]) == (4, 6, 1)
+    assert total["cache_hit_rate"] == pytest.approx(0.25)
+    assert total["llm_cost_usd"] == pytest.approx(0.00132) and total["llm_cost_estimated_usd"] == pytest.approx(0.0006)

@@ -72,3 +72,16 @@ def test_kubernetes_and_chroma_files_parse_and_share_the_environment():
     assert {d["kind"] for d in chroma} == {"StatefulSet", "Service"}
     compose = yaml.safe_load((DEPLOY / "chroma" / "docker-compose.yml").read_text())
     assert "8000" in compose["services"]["chroma"]["ports"][0]
+
+
+def test_deployments_carry_the_dagster_settings_the_cli_publishes():
+    import json
+
+    from dispute_platform.local import DAGSTER_ENV_DEFAULTS
+
+    docs = list(yaml.safe_load_all((DEPLOY / "k8s" / "platform-env.yaml").read_text()))
+    config_map = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
+    task = json.loads((DEPLOY / "ecs" / "task-definition.json").read_text())
+    ecs = {e["name"]: e["value"] for e in task["containerDefinitions"][0]["environment"]}
+    for name, value in DAGSTER_ENV_DEFAULTS.items():
+        assert config_map.get(name) == value and ecs.get(name) == value, name

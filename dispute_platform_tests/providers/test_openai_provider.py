@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from dispute_platform.domain.caps import CapLimits, evaluate_caps
 from dispute_platform.domain.facts import derive_facts
 from dispute_platform.domain.models import Action
 from dispute_platform.domain.prompt import PROMPT_VERSION, build_prompt
@@ -105,8 +106,7 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
         yield fake
 
 
-@pytest.fixture(scope="module")
-def dispute():
+def _dispute():
     """A wrong-amount dispute through the real domain: context, facts, policies, cases, prompt."""
     context = f.context(
         dispute_type="wrong_amount",
@@ -119,6 +119,11 @@ def dispute():
     cases = [f.similar_case(1), f.similar_case(2)]
     prompt = build_prompt(context, facts, policies, cases)
     return context, facts, prompt, policies, cases
+
+
+@pytest.fixture(scope="module")
+def dispute():
+    return _dispute()
 
 
 def propose(server: FakeOpenAI, dispute, **settings: Any):
@@ -216,6 +221,8 @@ def test_rate_limited_then_success(server, dispute):
     assert proposal.action == Action.PARTIAL_REFUND
     assert "model_failure" not in proposal.flags
     assert len(server.requests) == 2
+    # A refused request is not billed: one billable request, at its usage, nothing estimated.
+    assert (proposal.requests, proposal.input_tokens, proposal.estimated_cost_usd) == (1, 1200, 0)
 
 
 def test_server_errors_until_giving_up_escalate(server, dispute):
@@ -226,17 +233,77 @@ def test_server_errors_until_giving_up_escalate(server, dispute):
     assert proposal.flags == ["model_failure"]
     assert "500" in proposal.reasoning
     assert proposal.confidence == 0
-    assert proposal.cost_usd == 0
+    assert proposal.cost_usd == 0 and proposal.requests == 0  # errors are not billed
 
 
-def test_timeout_escalates(server, dispute):
+def test_timeout_escalates_and_counts_every_attempt_at_an_estimate(server, dispute):
+    _, _, prompt, _, _ = dispute
     server.script(Reply(body=completion(answer()), delay=3.0))
     started = time.perf_counter()
     proposal = propose(server, dispute, timeout_seconds=0.5, max_retries=1)
     assert time.perf_counter() - started < 3.0  # the client gave up; it did not wait for the reply
     assert (proposal.action, proposal.flags) == (Action.ESCALATE, ["model_failure"])
-    assert "unreachable" in proposal.reasoning or "Timeout" in proposal.reasoning
     assert len(server.requests) == 2
+    # Both requests reached the server: the provider may bill both, though we never saw usage.
+    assert proposal.requests == 2
+    assert proposal.input_tokens == proposal.estimated_input_tokens == 2 * prompt.input_tokens
+    assert proposal.output_tokens == 0
+    assert proposal.cost_usd == proposal.estimated_cost_usd == D(2 * prompt.input_tokens) * D("0.15") / 1_000_000
+    assert "did not answer within 0.5 s" in proposal.reasoning and "unreachable" not in proposal.reasoning
+    assert "estimated $" in proposal.reasoning
+
+
+def test_a_timed_out_attempt_before_an_answer_is_billed_too(server, dispute):
+    server.script(Reply(body=completion(answer()), delay=3.0), Reply(body=completion(answer(), prompt_tokens=1200, completion_tokens=300)))
+    proposal = propose(server, dispute, timeout_seconds=0.5, max_retries=1)
+    assert proposal.action == Action.PARTIAL_REFUND and len(server.requests) == 2
+    # The answered request's usage, and the timed-out one at the provider's own count for this prompt.
+    assert (proposal.requests, proposal.input_tokens, proposal.estimated_input_tokens) == (2, 2400, 1200)
+    assert proposal.cost_usd == D("0.00036") + D("0.00018") and proposal.estimated_cost_usd == D("0.00018")
+
+
+def test_a_re_ask_that_times_out_keeps_the_per_request_input_whole(server, dispute):
+    server.script(Reply(body=completion('{"action": "full_refund", "amount": ')), Reply(body=completion(answer()), delay=3.0))
+    proposal = propose(server, dispute, timeout_seconds=0.5, max_retries=0, invalid_reply_retries=1)
+    assert len(server.requests) == 2 and proposal.flags == ["model_failure"]
+    assert (proposal.requests, proposal.input_tokens, proposal.estimated_input_tokens) == (2, 2400, 1200)
+    # The input cap is per request: each request carried the whole prompt, not half of it.
+    input_cap = evaluate_caps(proposal, D("150"), D("150"), CapLimits(max_input_tokens=1500))[0]
+    assert (input_cap.figure, input_cap.passed) == (D("1200"), True)
+    assert evaluate_caps(proposal, D("150"), D("150"), CapLimits(max_input_tokens=1100))[0].passed is False
+
+
+def test_a_dropped_connection_is_billed_at_an_estimate(server, dispute):
+    _, _, prompt, _, _ = dispute
+    server.script(Reply(drop=True))
+    proposal = propose(server, dispute, max_retries=1)
+    assert len(server.requests) == 2 and proposal.flags == ["model_failure"]
+    assert (proposal.requests, proposal.estimated_input_tokens) == (2, 2 * prompt.input_tokens)
+    assert "dropped 2 of 2 requests unanswered" in proposal.reasoning
+
+
+def test_an_answer_without_usage_is_billed_at_an_estimate(server, dispute):
+    _, _, prompt, _, _ = dispute
+    body = completion(answer())
+    del body["usage"]
+    server.script(Reply(body=body))
+    proposal = propose(server, dispute)
+    assert proposal.action == Action.PARTIAL_REFUND
+    assert (proposal.requests, proposal.input_tokens, proposal.estimated_input_tokens) == (1, prompt.input_tokens, prompt.input_tokens)
+    assert proposal.estimated_cost_usd > 0 and proposal.cost_usd == proposal.estimated_cost_usd
+
+
+def test_an_unreachable_server_bills_nothing():
+    from dispute_platform_tests.fake_http import FakeServer
+
+    with FakeServer(lambda request: Reply()) as closed:
+        port = closed.port  # the port is free again once the server is closed
+    context, facts, prompt, policies, cases = _dispute()
+    proposer = OpenAIProposer(api_key="test", base_url=f"http://127.0.0.1:{port}/v1", max_retries=1)
+    proposal = proposer.propose(context, facts, prompt, policies, cases)
+    assert proposal.flags == ["model_failure"] and "unreachable" in proposal.reasoning
+    assert (proposal.requests, proposal.cost_usd, proposal.estimated_cost_usd) == (0, 0, 0)
+    assert proposal.input_tokens == prompt.input_tokens  # the prompt's size, as the rules engine reports it
 
 
 def test_malformed_json_twice_escalates_after_one_re_ask(server, dispute):
@@ -246,8 +313,8 @@ def test_malformed_json_twice_escalates_after_one_re_ask(server, dispute):
     assert (proposal.action, proposal.flags) == (Action.ESCALATE, ["model_failure"])
     assert "JSON" in proposal.reasoning
     # Both answers were paid for.
-    assert (proposal.input_tokens, proposal.output_tokens) == (2400, 600)
-    assert proposal.cost_usd == D("0.00072")
+    assert (proposal.input_tokens, proposal.output_tokens, proposal.requests) == (2400, 600, 2)
+    assert proposal.cost_usd == D("0.00072") and proposal.estimated_cost_usd == 0
 
 
 def test_malformed_json_then_a_valid_answer_succeeds(server, dispute):
