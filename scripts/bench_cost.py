@@ -93,7 +93,7 @@ class Measured:
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+    line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))  # noqa: E731
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
@@ -110,7 +110,7 @@ def measure(label: str, budget: PromptBudget, items: list, price) -> Measured:
         budget=budget,
         tokens=tokens,
         costs=[would_be_cost(price, t, OUTPUT_TOKENS) for t in tokens],
-        cached_costs=[would_be_cost(price, t, OUTPUT_TOKENS, cached) for t, (_, cached) in zip(tokens, shared)],
+        cached_costs=[would_be_cost(price, t, OUTPUT_TOKENS, cached) for t, (_, cached) in zip(tokens, shared, strict=True)],
         cached_prompts=sum(1 for _, cached in shared if cached),
         longest_shared_prefix=max(s for s, _ in shared),
         sections={name: statistics.mean(v) for name, v in sections.items()},

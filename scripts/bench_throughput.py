@@ -270,7 +270,7 @@ def measure_platform(args, *, per_run: int, prefixes: list[str], ids: dict[str, 
                     sent = time.time() - t0
                     first: list[float] = []
 
-                    def settled(prefix=prefix, cases=cases, first=first) -> bool:
+                    def settled(prefix=prefix, cases=cases, first=first, t0=t0) -> bool:
                         counts = _statuses(db, prefix)
                         done = sum(counts.get(s, 0) for s in SETTLED)
                         if done and not first:
@@ -291,8 +291,8 @@ def measure_platform(args, *, per_run: int, prefixes: list[str], ids: dict[str, 
                         PlatformResult(
                             per_run=per_run, n=len(cases), wall=wall, t0=t0, send_seconds=sent, first_proposal=first[0] if first else last,
                             last_proposal=last, runs=runs, ticks=_sensor_ticks(instance, t0 - 1),
-                            received_lines=[l for l in dep.log.read_text(errors="replace").splitlines()
-                                            if "received " in l and "new dispute" in l and "received 0 " not in l],
+                            received_lines=[line for line in dep.log.read_text(errors="replace").splitlines()
+                                            if "received " in line and "new dispute" in line and "received 0 " not in line],
                             statuses=_statuses(db, prefix),
                         )
                     )  # fmt: skip
@@ -587,7 +587,7 @@ def main() -> int:
             floors.append(measure_floor(args, args.n, work))
             print(f"  Dagster floor {r + 1}: {floors[-1]:.1f} s", flush=True)
 
-    loop_total = median([l["total"] for l in loops])
+    loop_total = median([loop["total"] for loop in loops])
     floor_total = median(floors)
     default_runs = platform[default_batch]
     wall = median([p.wall for p in default_runs])
@@ -595,7 +595,7 @@ def main() -> int:
     print(f"Benchmark 1: {args.n} disputes from SQS to ai_proposal (medians; platform x{len(default_runs)}, references x{args.reference_repeats})\n")
     rows = [
         ["platform (daemon, sensor, launched runs)", f"{wall:.1f}", f"{args.n / wall:.1f}", ", ".join(f"{p.wall:.1f}" for p in default_runs)],
-        ["(a) plain loop, same functions + writes", f"{loop_total:.1f}", f"{args.n / loop_total:.1f}", ", ".join(f"{l['total']:.1f}" for l in loops)],
+        ["(a) plain loop, same functions + writes", f"{loop_total:.1f}", f"{args.n / loop_total:.1f}", ", ".join(f"{loop['total']:.1f}" for loop in loops)],
         ["(b) Dagster floor, empty bodies, 1 run", f"{floor_total:.1f}", f"{args.n / floor_total:.1f}", ", ".join(f"{f:.1f}" for f in floors)],
         ["(a) + (b)", f"{loop_total + floor_total:.1f}", f"{args.n / (loop_total + floor_total):.1f}", ""],
     ]
@@ -605,7 +605,7 @@ def main() -> int:
 
     print("\nThe plain loop's parts (median of each):\n")
     keys = [k for k in loops[0] if k != "total"]
-    print(table(["part", "seconds"], [[k, f"{median([l[k] for l in loops]):.2f}"] for k in keys]))
+    print(table(["part", "seconds"], [[k, f"{median([loop[k] for loop in loops]):.2f}"] for k in keys]))
 
     typical = sorted(default_runs, key=lambda p: p.wall)[len(default_runs) // 2]
     report_platform(typical)

@@ -67,7 +67,7 @@ def status(db: Database, directory: Path | None = None) -> list[MigrationStatus]
         cur.execute("SELECT to_regclass(%s) AS t", (f"{SCHEMA}.schema_migrations",))
         if cast(Row, cur.fetchone())["t"] is None:  # a SELECT without FROM: always a row
             return {}
-        cur.execute(f"SELECT version, checksum, applied_at FROM {SCHEMA}.schema_migrations")
+        cur.execute(f"SELECT version, checksum, applied_at FROM {SCHEMA}.schema_migrations")  # noqa: S608 - SCHEMA is a module constant; values are parameters
         return {row["version"]: row for row in cur.fetchall()}
 
     applied = db.transact(read)
@@ -89,7 +89,7 @@ def apply(db: Database, directory: Path | None = None) -> list[Migration]:
         def step(cur: Cursor, migration: Migration = migration) -> bool:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
             _ensure_bookkeeping(cur)
-            cur.execute(f"SELECT checksum FROM {SCHEMA}.schema_migrations WHERE version = %s", (migration.version,))
+            cur.execute(f"SELECT checksum FROM {SCHEMA}.schema_migrations WHERE version = %s", (migration.version,))  # noqa: S608 - SCHEMA is a module constant; values are parameters
             row = cur.fetchone()
             if row is not None:
                 if row["checksum"] != migration.checksum:
@@ -101,7 +101,7 @@ def apply(db: Database, directory: Path | None = None) -> list[Migration]:
             cur.execute(f"SET LOCAL search_path TO {SCHEMA}, public")
             cur.execute(migration.sql)
             cur.execute(
-                f"INSERT INTO {SCHEMA}.schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                f"INSERT INTO {SCHEMA}.schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",  # noqa: S608 - SCHEMA is a module constant; values are parameters
                 (migration.version, migration.name, migration.checksum),
             )
             return True

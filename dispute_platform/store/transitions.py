@@ -61,7 +61,7 @@ def transition(
     if expect_version is not None:
         where += " AND proposal_version = %s"
         params.append(expect_version)
-    cur.execute(f"UPDATE workflow_states SET {', '.join(assignments)} WHERE {where} RETURNING id", (*values, *params))
+    cur.execute(f"UPDATE workflow_states SET {', '.join(assignments)} WHERE {where} RETURNING id", (*values, *params))  # noqa: S608 - column names from the fixed allow-list; values are parameters
     if cur.fetchone() is not None:
         return True
     cur.execute("SELECT status, proposal_version FROM workflow_states WHERE case_id = %s", (case_id,))

@@ -40,7 +40,7 @@ def iter_history(db: Database, *, where: str = "TRUE", params: tuple = (), page:
     after = ""
     while True:
         rows = db.fetch_all(
-            f"SELECT case_id, record FROM historical_resolutions WHERE case_id > %s AND ({where}) ORDER BY case_id LIMIT %s",
+            f"SELECT case_id, record FROM historical_resolutions WHERE case_id > %s AND ({where}) ORDER BY case_id LIMIT %s",  # noqa: S608 - fixed fragments from this package; values are parameters
             (after, *params, page),
         )
         if not rows:

@@ -42,7 +42,7 @@ def bucket_counts(db: Database, buckets: Collection[int] | None = None, *, stale
         where.append("embedded_model IS DISTINCT FROM %s")
         params.append(stale_for)
     rows = db.fetch_all(
-        f"SELECT bucket, COUNT(*) AS n FROM historical_resolutions WHERE {' AND '.join(where)} GROUP BY bucket",
+        f"SELECT bucket, COUNT(*) AS n FROM historical_resolutions WHERE {' AND '.join(where)} GROUP BY bucket",  # noqa: S608 - fixed fragments from this package; values are parameters
         tuple(params),
     )
     return {row["bucket"]: row["n"] for row in rows}
@@ -77,7 +77,7 @@ def iter_bucket_pages(
         params = (bucket, after, *((stale_for,) if stale_for is not None else ()), page_size)
         rows = db.fetch_all(
             f"""SELECT case_id, record, updated_at FROM historical_resolutions
-                WHERE bucket = %s AND case_id > %s {stale} ORDER BY case_id LIMIT %s""",
+                WHERE bucket = %s AND case_id > %s {stale} ORDER BY case_id LIMIT %s""",  # noqa: S608 - fixed fragments from this package; values are parameters
             params,
         )
         if not rows:

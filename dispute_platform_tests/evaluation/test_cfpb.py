@@ -65,7 +65,7 @@ def test_the_real_dev_file_reads_and_maps_completely():
     assert all(r.source == "cfpb" and r.segment == "consumer" for r in records)
     # Every type the mapping can produce is one of ours; billing disputes never end up general
     # unless nothing in them says what they are.
-    types = Counter(r.dispute_type for r, c in zip(records, complaints) if c.is_billing_dispute)
+    types = Counter(r.dispute_type for r, c in zip(records, complaints, strict=True) if c.is_billing_dispute)
     assert types["unauthorized"] > 0 and types["late_fee"] > 0 and types["wrong_amount"] > 0
     # The original issue text is kept in the summary.
     first = records[0]

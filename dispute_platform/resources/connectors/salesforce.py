@@ -202,7 +202,7 @@ class SalesforceCRM(HTTPConnectorResource):
         ]
         account_fields += [api_name(f) for f in (self.email_field, self.phone_field) if f]
         fields = list(dict.fromkeys(case_fields)) + [f"Account.{f}" for f in dict.fromkeys(account_fields)]
-        soql = f"SELECT {', '.join(fields)} FROM Case WHERE {condition} LIMIT 2"
+        soql = f"SELECT {', '.join(fields)} FROM Case WHERE {condition} LIMIT 2"  # noqa: S608 - field names from config via api_name(); values through soql_literal()
         records = self._query("fetch_case", soql)
         if not records:
             raise CaseNotFound(f"case {case_id} does not exist in Salesforce")
@@ -276,7 +276,7 @@ class SalesforceCRM(HTTPConnectorResource):
         if self.incident_maintenance_field:
             fields.append(api_name(self.incident_maintenance_field))
         soql = (
-            f"SELECT {', '.join(dict.fromkeys(fields))} FROM {api_name(self.incident_object)} "
+            f"SELECT {', '.join(dict.fromkeys(fields))} FROM {api_name(self.incident_object)} "  # noqa: S608 - field names from config via api_name(); values through soql_literal()
             f"WHERE {api_name(self.incident_account_field)} = {soql_literal(account_id)} "
             f"AND {start} = LAST_N_DAYS:{int(self.incident_lookback_days)} ORDER BY {start} DESC"
         )
@@ -300,7 +300,7 @@ class SalesforceCRM(HTTPConnectorResource):
         condition = self._case_condition(case_id)
         if self.case_id_field == "Id":
             return case_id
-        records = self._query("record_outcome", f"SELECT Id FROM Case WHERE {condition} LIMIT 2")
+        records = self._query("record_outcome", f"SELECT Id FROM Case WHERE {condition} LIMIT 2")  # noqa: S608 - field names from config via api_name(); values through soql_literal()
         if len(records) != 1:
             raise CaseNotFound(f"case {case_id} does not exist in Salesforce" if not records else f"case {case_id} is ambiguous")
         return records[0]["Id"]
