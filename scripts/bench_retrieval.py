@@ -10,8 +10,8 @@ for the smallest cosine between the two runtimes' vectors.
 
 The collection holds 50,000 synthesized, varied past cases (8 dispute types, 3 segments, amounts
 from $5 to $5,000, descriptions assembled from many phrasings, merchants, products and details),
-written through the real `upsert_resolutions`. It is built once into a cache folder under /tmp
-(rebuilt only when the count, generator version or embedding model changes), so re-runs are fast.
+written through the real `upsert_resolutions`. It is built once into a cache folder in the system's temporary
+directory (rebuilt only when the count, generator version or embedding model changes), so re-runs are fast.
 
 Reported: p50 / p95 / p99 over --queries queries (>= 500), in --runs runs; the table shows each
 run and the median of the runs, with the embedding and Chroma parts of the same queries apart.
@@ -33,6 +33,7 @@ import random
 import shutil
 import statistics
 import sys
+import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -45,7 +46,7 @@ from dispute_platform.domain.models import DisputeType  # noqa: E402
 from dispute_platform.evaluation.metrics import percentile  # noqa: E402
 
 GENERATOR_VERSION = 1
-DEFAULT_CACHE = Path("/tmp/dispute_platform_bench/retrieval")
+DEFAULT_CACHE = Path(tempfile.gettempdir()) / "dispute_platform_bench" / "retrieval"
 BUILD_BATCH = 2000
 TARGET_P95_MS = 25.0
 # Nearest cases fetched without a filter by the alternative path (8 types: ~4 of each expected).

@@ -32,7 +32,7 @@ def env(monkeypatch: pytest.MonkeyPatch):
     return set_env
 
 
-SANDBOX = {"sandbox_data": None, "postgres": PostgresResource(pgdata="/tmp/unused")}
+SANDBOX = {"sandbox_data": None, "postgres": PostgresResource(pgdata="never-started")}
 
 
 def test_nothing_configured_means_the_sandbox(env) -> None:
