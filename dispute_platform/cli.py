@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -13,21 +12,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from dispute_platform import __version__
+from dispute_platform.commands.shell import background as _background
+from dispute_platform.commands.shell import console, local_services
+from dispute_platform.commands.shell import fail as _fail
+from dispute_platform.commands.shell import migrate as _migrate
+from dispute_platform.commands.shell import set_pool_limits as _set_pool_limits
+from dispute_platform.commands.shell import stop as _stop
 from dispute_platform.settings import get_settings
-
-# Wide enough for the summary table when the output is a file or a CI log.
-console = Console(width=None if sys.stdout.isatty() else 160)
-
-
-def _fail(message: str, code: int = 1) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    sys.exit(code)
-
 
 @click.group()
 @click.version_option(__version__, prog_name="dispute-platform")
@@ -39,56 +34,6 @@ def main(ctx: click.Context) -> None:
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
     # SIGTERM / SIGINT / SIGHUP unwind the command, so what it started is stopped on the way out.
     ctx.with_resource(shutdown_on_signals())
-
-
-# --- shared plumbing ---------------------------------------------------------------------------
-
-
-@contextmanager
-def local_services(verbose: bool = True) -> Iterator[object]:
-    from dispute_platform.local import LocalServices
-
-    with LocalServices() as services:
-        if verbose:
-            for item in services.started:
-                console.print(f"[dim]started {item}[/dim]")
-        yield services
-
-
-def _migrate(verbose: bool = True) -> None:
-    from dispute_platform.store import migrations
-    from dispute_platform.store.db import Database
-
-    db = Database(os.environ["DATABASE_URL"])
-    applied = migrations.apply(db)
-    if verbose:
-        console.print(f"database: {len(applied)} migration(s) applied" + (f" ({', '.join(m.version for m in applied)})" if applied else ", up to date"))
-    db.close()
-
-
-def _set_pool_limits() -> None:
-    from dagster import DagsterInstance
-
-    with DagsterInstance.get() as instance:
-        # Chroma's persistent folder takes one writer at a time; model calls are capped too.
-        instance.event_log_storage.set_concurrency_slots("chroma_writer", 1)
-        instance.event_log_storage.set_concurrency_slots("llm", 4)
-
-
-def _dagster(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a dagster CLI command with this process's environment (services, DAGSTER_HOME)."""
-    from dispute_platform.settings import REPO_ROOT
-
-    exe = Path(sys.executable).with_name("dagster")
-    return subprocess.run([str(exe), *args], cwd=REPO_ROOT, check=check, capture_output=True, text=True)
-
-
-def _background(program: str, *args: str, log_name: str):
-    """Start a long-lived Dagster process (its own session, output to DISPUTE_PLATFORM_HOME/logs)."""
-    from dispute_platform.processes import start_background
-    from dispute_platform.settings import REPO_ROOT
-
-    return start_background(program, *args, log_dir=get_settings().home / "logs", log_name=log_name, cwd=REPO_ROOT)
 
 
 def _materialize_knowledge() -> None:
@@ -194,12 +139,6 @@ def publish(case_id: str | None, count: int | None, queue_url: str | None, file_
 
 
 # --- run ---------------------------------------------------------------------------------------
-
-
-def _stop(*processes: subprocess.Popen) -> None:
-    from dispute_platform.processes import stop_all
-
-    stop_all(list(processes))
 
 
 def _active_runs() -> int:

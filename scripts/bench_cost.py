@@ -35,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from dispute_platform.domain.cfpb import CfpbComplaint, read_complaints  # noqa: E402
+from dispute_platform.datasets.cfpb import CfpbComplaint, read_complaints  # noqa: E402
 from dispute_platform.domain.costs import price_for  # noqa: E402
 from dispute_platform.domain.facts import derive_facts  # noqa: E402
 from dispute_platform.domain.prompt import PromptBudget, build_prompt  # noqa: E402

@@ -1,7 +1,7 @@
 """`dispute-platform import-cfpb FILE`: complaints in the CFPB Consumer Complaint Database format
 become past cases: Postgres `historical_resolutions` (the source of truth) and the Chroma
 collection `dispute_resolutions` (the index), one entry per case id, so a re-import replaces and
-never duplicates. Parsing and mapping are pure (domain/cfpb.py); this module only moves batches.
+never duplicates. Parsing and mapping are pure (datasets/cfpb.py); this module only moves batches.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from dispute_platform.domain.cfpb import (
+from dispute_platform.datasets.cfpb import (
     REQUIRED_FOR_OUTCOME,
     RowProblem,
     UnusableComplaint,
@@ -111,14 +111,14 @@ def import_cfpb_command(file: Path, batch_size: int, show_skipped: int) -> None:
     """Import CFPB complaints (the bureau's CSV format) as past resolutions: Postgres and Chroma."""
     from rich.table import Table
 
-    from dispute_platform.cli import _fail, _migrate, console, local_services
-    from dispute_platform.domain.cfpb import CfpbFormatError
+    from dispute_platform.commands.shell import console, fail, local_services, migrate
+    from dispute_platform.datasets.cfpb import CfpbFormatError
     from dispute_platform.resources.vectors import VectorStoreResource
     from dispute_platform.settings import get_settings
     from dispute_platform.store.db import Database
 
     with local_services():
-        _migrate()
+        migrate()
         settings = get_settings()
         # The live index, configured as `definitions.build_resources` configures it (without
         # importing the whole code location for one resource).
@@ -135,7 +135,7 @@ def import_cfpb_command(file: Path, batch_size: int, show_skipped: int) -> None:
             console.print(f"importing {file} (embedding with {vectors.embedder.identity})")
             summary = import_cfpb_file(file, db, vectors, batch_size=batch_size, progress=report)
         except CfpbFormatError as exc:
-            _fail(f"{file}: {exc}")
+            fail(f"{file}: {exc}")
             return
         finally:
             db.close()

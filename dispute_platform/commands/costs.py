@@ -61,7 +61,7 @@ def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> date
 def costs_command(since: date | None, by: tuple[str, ...]) -> None:
     """LLM cost per day, dispute type, model and segment: disputes, tokens, cost (mean, p95, max per
     dispute), cache hit rate and disputes blocked by a cap. The same figures as the cost_report asset."""
-    from dispute_platform.cli import console, local_services
+    from dispute_platform.commands.shell import console, local_services
     from dispute_platform.reports.costs import build_report
     from dispute_platform.reports.queries import load_calls
     from dispute_platform.store.db import Database

@@ -329,7 +329,7 @@ def doctor_command() -> None:
     """Check every configured connection and print what to fix; exit 1 on any failure."""
     from rich.table import Table
 
-    from dispute_platform.cli import console, local_services
+    from dispute_platform.commands.shell import console, local_services
 
     embedded_db = not os.environ.get("DATABASE_URL")
     local_sqs = not os.environ.get("DISPUTE_EVENTS_QUEUE_URL")

@@ -48,7 +48,7 @@ def evaluate_command(
     billing_only: bool,
 ) -> None:
     """Replay CFPB complaints as disputes and compare the proposals with the real outcomes."""
-    from dispute_platform.cli import console
+    from dispute_platform.commands.shell import console
     from dispute_platform.evaluation.run import EvaluationError, EvaluationOptions, evaluate
 
     options = EvaluationOptions(

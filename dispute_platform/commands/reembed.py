@@ -50,7 +50,7 @@ def reembed_command(stale_only: bool, buckets: str | None, per_run: int | None) 
     from rich.table import Table
 
     from dispute_platform.assets.resolution_index import resolution_index
-    from dispute_platform.cli import _fail, _migrate, console, local_services
+    from dispute_platform.commands.shell import console, fail, local_services, migrate
     from dispute_platform.commands.progress import counted, progress_records
     from dispute_platform.definitions import build_resources
     from dispute_platform.operations import RANGE_END, RANGE_START, STEP_TAG, TRIGGER_TAG
@@ -61,10 +61,10 @@ def reembed_command(stale_only: bool, buckets: str | None, per_run: int | None) 
     try:
         selected = parse_buckets(buckets)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     with local_services(verbose=False):
-        _migrate(verbose=False)
+        migrate(verbose=False)
         settings = get_settings()
         per_run = per_run or settings.reembed_buckets_per_run
         identity = current_model_identity(settings.embedding_model)
@@ -119,4 +119,4 @@ def reembed_command(stale_only: bool, buckets: str | None, per_run: int | None) 
         console.print(f"{sum(done.values()):,} row(s) in {seconds:.1f}s ({sum(done.values()) / seconds if seconds else 0:,.0f} rows/s)")
         failed = [r for r in runs if not r[2]]
         if failed:
-            _fail(f"run {failed[0][1]} over {failed[0][0]} failed; see it in the Dagster UI (Runs) and re-execute it")
+            fail(f"run {failed[0][1]} over {failed[0][0]} failed; see it in the Dagster UI (Runs) and re-execute it")

@@ -31,16 +31,16 @@ def serve_command(host: str | None, port: int | None, ui_host: str, ui_port: int
     """Run the review desk, the decision endpoint, the Dagster UI and the daemon together."""
     import uvicorn
 
-    from dispute_platform.cli import _background, _migrate, _set_pool_limits, _stop, console, local_services
+    from dispute_platform.commands.shell import background, console, local_services, migrate, set_pool_limits, stop
     from dispute_platform.settings import get_settings
 
     with local_services() as services:
-        _migrate(verbose=False)
-        _set_pool_limits()
+        migrate(verbose=False)
+        set_pool_limits()
         settings = get_settings()
         workspace = str(services.workspace)
-        webserver = _background("dagster-webserver", "-w", workspace, "-h", ui_host, "-p", str(ui_port), log_name="webserver")
-        daemon = _background("dagster-daemon", "run", "-w", workspace, log_name="daemon")
+        webserver = background("dagster-webserver", "-w", workspace, "-h", ui_host, "-p", str(ui_port), log_name="webserver")
+        daemon = background("dagster-daemon", "run", "-w", workspace, log_name="daemon")
         stopping = threading.Event()
         threading.Thread(target=_watch, args=([webserver, daemon], console, stopping), daemon=True).start()
         bind_host, bind_port = host or settings.api_host, port or settings.api_port
@@ -56,4 +56,4 @@ def serve_command(host: str | None, port: int | None, ui_host: str, ui_port: int
         finally:
             stopping.set()
             console.print("stopping the Dagster UI and daemon ...")
-            _stop(webserver.process, daemon.process)
+            stop(webserver.process, daemon.process)

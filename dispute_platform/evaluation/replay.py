@@ -4,7 +4,7 @@ would see. Pure: no queue, no CRM, no money; every record is synthetic and says 
 How a complaint becomes a dispute (docs/evaluation.md repeats this):
 
 - case `CFPB-<id>`, customer `CFPB-CUST-<id>`, opened at "Date received" (2025-01-01 when the
-  row has no readable date), type from `domain.cfpb.map_dispute_type`, description the masked
+  row has no readable date), type from `datasets.cfpb.map_dispute_type`, description the masked
   narrative, subject "<Issue>: <Sub-issue>".
 - amount: the narrative's one clear dollar figure (`parse_amount`), else a nominal 100.00 USD
   (the complaint still counts; its amount is marked nominal in the results).
@@ -22,7 +22,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from dispute_platform.domain.cfpb import CfpbComplaint, map_dispute_type, parse_amount
+from dispute_platform.datasets.cfpb import CfpbComplaint, map_dispute_type, parse_amount
 from dispute_platform.domain.context import enrich
 from dispute_platform.domain.masking import mask_pii
 from dispute_platform.domain.models import (

@@ -6,13 +6,11 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dispute_platform.domain.calibration import ProposalCalibration, expected_calibration_error, reliability_table
 from dispute_platform.evaluation import metrics
-
-if TYPE_CHECKING:
-    from dispute_platform.evaluation.run import DisputeResult, Problem
+from dispute_platform.evaluation.results import DisputeResult, Problem
 
 MAX_LISTED_PROBLEMS = 500
 ACTION_COLUMNS = ("full_refund", "partial_refund", "credit", "deny", "escalate")
@@ -24,7 +22,7 @@ MAPPING_NOTES = [
     "a cap pay nothing automatically and count as no_money (escalation rate and accuracy on decided disputes reported apart).",
     "dispute: the complaint becomes a synthetic CRM case / consumer account (segment smb, good standing) / one settled "
     "card charge 10 days before 'Date received' of the narrative's one clear $ amount (else a nominal 100.00 USD), "
-    "type mapped from Issue / Sub-issue / narrative keywords (domain/cfpb.py map_dispute_type).",
+    "type mapped from Issue / Sub-issue / narrative keywords (datasets/cfpb.py map_dispute_type).",
     "baseline: always predict the majority outcome of the history (of the evaluated set when there is no history); "
     "kNN baseline: the similarity-weighted vote of the nearest past cases of any type, balanced against the history's "
     "money-back rate, computed in the same run over the same vectors.",

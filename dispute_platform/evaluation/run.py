@@ -17,13 +17,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
 
-from dispute_platform.domain.cfpb import (
+from dispute_platform.datasets.cfpb import (
     REQUIRED_FOR_OUTCOME,
     CfpbComplaint,
     RowProblem,
@@ -41,6 +39,7 @@ from dispute_platform.domain.precedent_vote import MONEY_BACK, PrecedentSettings
 from dispute_platform.evaluation import metrics
 from dispute_platform.evaluation.costing import cached_tokens_in_sequence, prompt_tokens, would_be_cost
 from dispute_platform.evaluation.replay import complaint_context, dispute_amount
+from dispute_platform.evaluation.results import DisputeResult, Problem
 
 EVAL_POLICIES = "eval_policies"
 EVAL_RESOLUTIONS = "eval_resolutions"
@@ -51,51 +50,6 @@ KNN_SENSITIVITY_KS = (5, 10)  # the kNN baseline is also reported at these k, be
 
 class EvaluationError(Exception):
     """Unusable input or options (the message says what to do); never raised for a bad row."""
-
-
-class Problem(BaseModel):
-    stage: str  # complaints | history | replay | propose
-    row: int | None = None
-    line: int | None = None
-    complaint_id: str | None = None
-    reason: str
-
-
-class DisputeResult(BaseModel):
-    """One replayed complaint: what really happened and what the platform proposed."""
-
-    row: int
-    case_id: str
-    issue: str
-    sub_issue: str
-    dispute_type: str
-    amount: Decimal
-    amount_nominal: bool
-    company_response: str
-    truth: str
-    action: str
-    proposed_amount: Decimal
-    confidence: float
-    basis: str = "none"
-    raw_confidence: float | None = None
-    calibration: str | None = None
-    predicted: str
-    knn_predicted: str | None = None  # the kNN baseline at the engine's k
-    knn_by_k: dict[int, str] = Field(default_factory=dict)
-    escalated: bool
-    stopped_by_cap: bool
-    failed_caps: list[str] = Field(default_factory=list)
-    flags: list[str] = Field(default_factory=list)
-    similar_cases: list[str] = Field(default_factory=list)
-    cited_policies: list[str] = Field(default_factory=list)
-    input_tokens: int
-    output_tokens: int
-    cost_usd: Decimal
-    would_be_cost_usd: Decimal
-    would_be_cached_input_tokens: int = 0
-    would_be_cost_cached_usd: Decimal = Decimal("0")
-    model: str
-    latency_ms: int = 0
 
 
 @dataclass
@@ -127,7 +81,7 @@ Progress = Callable[[str], None]
 def read_file(path: Path, stage: str, limit: int | None = None) -> tuple[list[CfpbComplaint], list[Problem], int]:
     """Complaints of a CFPB-format file, the problems of its bad rows, and the rows read.
     Undecodable bytes become U+FFFD (reported by nothing else: the text is kept)."""
-    from dispute_platform.domain.cfpb import CfpbFormatError
+    from dispute_platform.datasets.cfpb import CfpbFormatError
 
     complaints: list[CfpbComplaint] = []
     problems: list[Problem] = []

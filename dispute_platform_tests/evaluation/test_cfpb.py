@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dispute_platform.domain.cfpb import (
+from dispute_platform.datasets.cfpb import (
     BILLING_ISSUES,
     MAX_DESCRIPTION_CHARS,
     REQUIRED_FOR_OUTCOME,

@@ -27,7 +27,7 @@ def _postgres_rows(db) -> dict[str, dict]:
 
 
 def _complaints(path: Path) -> list:
-    from dispute_platform.domain.cfpb import CfpbComplaint, read_complaints
+    from dispute_platform.datasets.cfpb import CfpbComplaint, read_complaints
 
     with path.open(encoding="utf-8-sig", newline="") as fh:
         return [c for c in read_complaints(fh) if isinstance(c, CfpbComplaint)]

@@ -156,7 +156,7 @@ def test_would_be_cost_of_gpt_4o_mini():
 def _result(n: int, truth: str, action: str, confidence: float, basis: str, knn: str):
     from decimal import Decimal
 
-    from dispute_platform.evaluation.run import DisputeResult
+    from dispute_platform.evaluation.results import DisputeResult
 
     return DisputeResult(
         row=n, case_id=f"CFPB-{n}", issue="i", sub_issue="s", dispute_type="general", amount=Decimal("10"), amount_nominal=False,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from dispute_platform.domain.cfpb import CfpbComplaint
+from dispute_platform.datasets.cfpb import CfpbComplaint
 from dispute_platform.domain.facts import derive_facts
 from dispute_platform.domain.precedent import apply_policy_rules
 from dispute_platform.domain.prompt import build_prompt

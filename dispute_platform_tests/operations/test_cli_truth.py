@@ -67,7 +67,7 @@ def test_failed_runs_are_named_with_the_failing_step_and_the_root_cause():
 
 
 def test_background_logs_go_where_dispute_platform_home_says(tmp_path, monkeypatch):
-    from dispute_platform.cli import _background
+    from dispute_platform.commands.shell import background as _background
 
     monkeypatch.setenv("DISPUTE_PLATFORM_HOME", str(tmp_path / "elsewhere"))
     get_settings.cache_clear()

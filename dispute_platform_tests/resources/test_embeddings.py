@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dispute_platform.domain.cfpb import CfpbComplaint, read_complaints, to_historical
+from dispute_platform.datasets.cfpb import CfpbComplaint, read_complaints, to_historical
 from dispute_platform.resources import onnx_encoder as ox
 from dispute_platform.resources.vectors import Embedder, packaged_model_path
 
