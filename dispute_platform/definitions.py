@@ -31,7 +31,7 @@ from dispute_platform.resources.vectors import VectorStoreResource
 from dispute_platform.sensors import review_decision_sensor, sqs_dispute_sensor
 from dispute_platform.settings import Settings, get_settings
 from dispute_platform.operations import operations_assets, operations_jobs, operations_schedules, operations_sensors
-from dispute_platform.workflow_log import install_workflow_log
+from dispute_platform.logs import install_workflow_log
 
 LOCAL_EVENTS_QUEUE = "dispute-events"
 LOCAL_REVIEW_QUEUE = "human-review-notifications"

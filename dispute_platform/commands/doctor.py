@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import click
 
 from dispute_platform.settings import Settings, get_settings
-from dispute_platform.workflow_log import redact
+from dispute_platform.logs import redact
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 

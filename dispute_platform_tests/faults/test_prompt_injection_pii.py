@@ -101,7 +101,7 @@ def _compromised(body: dict, n: int) -> Reply:  # noqa: ARG001
 
 def test_injection_and_pii_never_reach_the_model_or_the_money(db, sqs, pg_url, tmp_path, chroma_dir, world, monkeypatch):
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    from dispute_platform.workflow_log import WorkflowLogHandler, dagster_python_logs_config, install_workflow_log
+    from dispute_platform.logs import WorkflowLogHandler, dagster_python_logs_config, install_workflow_log
 
     platform_logger = logging.getLogger("dispute_platform")
     before = list(platform_logger.handlers)

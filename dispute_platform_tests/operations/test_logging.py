@@ -11,7 +11,7 @@ import pytest
 from dagster import AssetExecutionContext, MaterializeResult, StaticPartitionsDefinition, asset, instance_for_test, materialize
 
 from dispute_platform.domain.masking import contains_card_number
-from dispute_platform.workflow_log import (
+from dispute_platform.logs import (
     LOG_FILE,
     PLATFORM_LOGGER,
     WorkflowLogHandler,
@@ -196,4 +196,12 @@ def test_local_and_deploy_instances_send_run_logs_to_the_file():
     assert dagster_yaml()["python_logs"] == dagster_python_logs_config()
     deployed = yaml.safe_load((REPO_ROOT / "deploy" / "dagster.yaml").read_text())
     handler = deployed["python_logs"]["dagster_handler_config"]["handlers"]["workflow_log"]
-    assert handler["class"] == "dispute_platform.workflow_log.WorkflowLogHandler"
+    assert handler["class"] == "dispute_platform.logs.WorkflowLogHandler"
+
+
+def test_a_dagster_yaml_written_before_the_move_still_finds_the_handler():
+    import importlib
+
+    old = importlib.import_module("dispute_platform.workflow_log")
+    assert old.WorkflowLogHandler is WorkflowLogHandler
+    assert old.redact is redact
