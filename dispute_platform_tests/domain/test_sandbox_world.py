@@ -4,7 +4,7 @@ scripts/build_sandbox_world.py."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import subprocess
 import sys
@@ -32,7 +32,6 @@ from dispute_platform.domain.precedent import apply_policy_rules
 from dispute_platform.domain.world import BUNDLED_WORLD, SandboxWorld
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = REPO_ROOT / "scripts" / "build_sandbox_world.py"
 HISTORY = REPO_ROOT / "dispute_platform" / "data" / "historical_resolutions.jsonl"
 
 # One sample event per validation code the platform must demonstrate on a fresh machine.
@@ -68,12 +67,8 @@ def history_rows() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def generator():
-    """The build script as a module (it is not part of the package)."""
-    spec = importlib.util.spec_from_file_location("build_sandbox_world", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    """The sandbox generator (dispute_platform/sandbox/; scripts/build_sandbox_world.py runs it)."""
+    return importlib.import_module("dispute_platform.sandbox.build")
 
 
 # -- helpers: what the sandbox providers return, and what the offline engine decides ------------
@@ -387,6 +382,6 @@ def test_history_rows_are_what_the_rules_decide(generator, history_rows):
 
 def test_generated_files_are_up_to_date():
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--check"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300
+        [sys.executable, str(REPO_ROOT / "scripts" / "build_sandbox_world.py"), "--check"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300
     )
     assert result.returncode == 0, result.stderr

@@ -4,10 +4,8 @@ made with the fit keep every rule-decided answer of the sample world."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import importlib
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_context, materialize
@@ -26,15 +24,10 @@ from dispute_platform.workflow.knowledge import load_seed_history, read_seed_his
 from dispute_platform_tests.integration.harness import build_test_resources, run_intake, sample_events, store_events
 
 pytestmark = pytest.mark.integration
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "build_sandbox_world.py"
 
 
 def _generator():
-    spec = importlib.util.spec_from_file_location("build_sandbox_world", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("dispute_platform.sandbox.build")
 
 
 @pytest.fixture

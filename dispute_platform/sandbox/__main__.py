@@ -1,0 +1,5 @@
+import sys
+
+from dispute_platform.sandbox.build import main
+
+sys.exit(main())
