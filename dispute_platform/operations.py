@@ -31,7 +31,8 @@ from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.resources.vectors import VectorStoreResource
 from dispute_platform.settings import get_settings
 from dispute_platform.workflow.calibration import history_version, stored_history_version
-from dispute_platform.workflow.reembed import changed_model_counts, current_model_identity
+from dispute_platform.store.history import changed_model_counts
+from dispute_platform.workflow.reembed import current_model_identity
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"

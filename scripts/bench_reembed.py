@@ -200,7 +200,7 @@ def child_raw(url: str, page_size: int) -> dict:
     from dispute_platform.domain.knowledge import HistoricalResolution
     from dispute_platform.resources.vectors import Embedder
     from dispute_platform.store.db import Database
-    from dispute_platform.workflow.reembed import iter_bucket_pages
+    from dispute_platform.store.history import iter_bucket_pages
 
     db = Database(url)
     batches = []

@@ -33,7 +33,9 @@ from dispute_platform.store import actions as actions_store
 from dispute_platform.store import reviewers as reviewer_store
 from dispute_platform.store.db import Database
 from dispute_platform.store.executions import executions_for
+from dispute_platform.store.proposals import token_totals
 from dispute_platform.store.reviewers import Reviewer
+from dispute_platform.store.states import state_by_run
 from dispute_platform.workflow.auto_lane import review_after_the_fact
 from dispute_platform.workflow.review import issue_decision_ticket, record_decision, resolve_case_id
 
@@ -250,17 +252,13 @@ def create_app(
         return {"status": "recorded", "case_id": case_id, "verdict": body.verdict, "action_id": action_id, "reviewer": who.name}
 
     def _state_by_run(run_id: str) -> dict:
-        try:
-            uuid.UUID(run_id)
-        except ValueError:
-            raise HTTPException(404, f"no workflow {run_id}") from None
-        row = db.fetch_one("SELECT * FROM workflow_states WHERE run_id = %s::uuid", (run_id,))
+        row = db.transact(lambda cur: state_by_run(cur, run_id))
         if row is None:
             raise HTTPException(404, f"no workflow {run_id}")
         return row
 
     def _state_by_case(case_id: str) -> dict:
-        row = db.fetch_one("SELECT * FROM workflow_states WHERE case_id = %s", (case_id,))
+        row = db.transact(lambda cur: repo.workflow_state(cur, case_id))
         if row is None:
             raise HTTPException(404, f"no dispute {case_id}")
         return row
@@ -307,12 +305,7 @@ def create_app(
 
     def _costs(states: list[dict]) -> dict[str, Any]:
         case_ids = [s["case_id"] for s in states]
-        tokens = db.fetch_all(
-            "SELECT case_id, SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens, COUNT(*) AS proposals, "
-            "SUM(CASE WHEN cache_hit THEN 1 ELSE 0 END) AS cache_hits FROM proposals WHERE case_id = ANY(%s) GROUP BY case_id",
-            (case_ids,),
-        )
-        by_case = {t["case_id"]: t for t in tokens}
+        by_case = db.transact(lambda cur: token_totals(cur, case_ids))
         workflows = []
         for s in states:
             t = by_case.get(s["case_id"], {})

@@ -30,7 +30,8 @@ from dispute_platform.api.desk_views import PolicyLibrary, dispute_view, queue_v
 from dispute_platform.daemon_status import DaemonState
 from dispute_platform.domain.models import CASE_ID_PATTERN, CleanText, ModifiedResolution
 from dispute_platform.domain.review import DecisionRefused
-from dispute_platform.store import sessions
+from dispute_platform.store import repo, sessions
+from dispute_platform.store import reviewers as reviewer_store
 from dispute_platform.store.db import Database
 from dispute_platform.resources.limits import Limits
 from dispute_platform.store.reviewers import IssuedTicket, Reviewer
@@ -244,13 +245,10 @@ def create_desk(db: Database, config: DeskConfig, daemon_state: Any = None) -> F
         return dispute_page(request, case_id, reviewer, lookup.csrf_token, notice=notice)
 
     def _recorded_notice(case_id: str, decision_id: int) -> str:
-        row = db.fetch_one(
-            "SELECT decision, reviewer, effective_action, effective_amount FROM review_decisions WHERE id = %s AND case_id = %s",
-            (decision_id, case_id),
-        )
+        row = db.transact(lambda cur: reviewer_store.decision_of(cur, case_id, decision_id))
         if row is None:
             return ""
-        state = db.fetch_one("SELECT status FROM workflow_states WHERE case_id = %s", (case_id,))
+        state = db.transact(lambda cur: repo.workflow_state(cur, case_id))
         if state and state["status"] == "awaiting_second_review":
             return (f"{row['reviewer']}'s approval is recorded ({row['effective_action']} {row['effective_amount']}): "
                     "a second, different reviewer must approve it (four-eyes).")  # fmt: skip

@@ -9,7 +9,7 @@ from pydantic import Field
 from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.resources.vectors import VectorStoreResource
 from dispute_platform.settings import get_settings
-from dispute_platform.store import repo
+from dispute_platform.store import history
 from dispute_platform.workflow.calibration import refit
 from dispute_platform.workflow.knowledge import embed_history, load_policies, load_seed_history
 
@@ -58,7 +58,7 @@ def historical_resolutions(
         only_stale=not config.full,
         progress=lambda s: context.log.info(f"embedded {s.embedded} past cases in {s.batches} batches"),
     )
-    counts = db.transact(repo.historical_counts)
+    counts = db.transact(history.historical_counts)
     table = "\n".join(f"| {r['source']} | {r['dispute_type']} | {r['n']} |" for r in counts)
     return MaterializeResult(
         metadata={

@@ -23,7 +23,8 @@ from dispute_platform.domain.reembed import BUCKET_KEYS, BUCKETS, bucket_index, 
 from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.resources.vectors import VectorStoreResource
 from dispute_platform.settings import get_settings
-from dispute_platform.workflow.reembed import PAGE_SIZE, PageProgress, bucket_counts, prune_orphans, reembed_bucket
+from dispute_platform.store.history import bucket_counts
+from dispute_platform.workflow.reembed import PAGE_SIZE, PageProgress, prune_orphans, reembed_bucket
 
 resolution_buckets = StaticPartitionsDefinition(BUCKET_KEYS)
 # A full backfill is BUCKETS / per_run runs; each pays ~5 s of imports (torch) once.

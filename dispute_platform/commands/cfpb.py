@@ -52,6 +52,7 @@ def import_cfpb_file(
     embedded (a crash between the two leaves rows that the next `historical_resolutions`
     materialisation embeds). Raises `CfpbFormatError` when the file is not in the bureau's
     format; a bad row is recorded in the summary and skipped."""
+    from dispute_platform.store import history
     from dispute_platform.store import repo
 
     summary = ImportSummary()
@@ -64,11 +65,11 @@ def import_cfpb_file(
             return
         records = list(batch.values())
         types = sorted({r.dispute_type for r in records})
-        db.transact(lambda cur: repo.upsert_historical(cur, records))
+        db.transact(lambda cur: history.upsert_historical(cur, records))
         vectors.upsert_resolutions(records)
 
         def settle(cur: Any) -> int:
-            repo.mark_embedded(cur, [r.case_id for r in records], identity)
+            history.mark_embedded(cur, [r.case_id for r in records], identity)
             # New precedent changes what a model would answer for these types.
             return sum(repo.cache_invalidate_type(cur, t) for t in types)
 

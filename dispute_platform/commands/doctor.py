@@ -64,7 +64,7 @@ def check_postgres(url: str, embedded: bool) -> tuple[Check, bool]:
         # One quick attempt first: Database retries a lost connection for up to 30 s, which is
         # right for a run riding out a restart and wrong for a health check.
         psycopg2.connect(libpq_url(url), connect_timeout=5).close()
-        version = db.fetch_one("SHOW server_version")["server_version"]
+        version = db.server_version()
         statuses = migrations.status(db)
     except Exception as exc:  # noqa: BLE001 - any failure is the finding
         return (
@@ -144,7 +144,8 @@ def check_chroma(settings: Settings, db_url: str | None) -> list[Check]:
     """Reachable, collection counts, and whether the stored vectors were made by the configured
     model (Chroma metadata `model` and Postgres `embedded_model`)."""
     from dispute_platform.resources.vectors import POLICIES, RESOLUTIONS, VectorStoreResource, _chroma_embedding_function
-    from dispute_platform.workflow.reembed import current_model_identity, model_counts
+    from dispute_platform.store.history import model_counts
+    from dispute_platform.workflow.reembed import current_model_identity
 
     vectors = VectorStoreResource.from_settings(settings)
     where = f"server {settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else f"folder {settings.chroma_path}"

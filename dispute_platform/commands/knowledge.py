@@ -15,6 +15,7 @@ from rich.console import Console
 
 from dispute_platform.commands.progress import watch
 from dispute_platform.settings import REPO_ROOT, get_settings
+from dispute_platform.store.history import embedding_progress
 
 KNOWLEDGE_SELECTION = "company_policies,historical_resolutions,proposal_calibration"
 
@@ -53,11 +54,8 @@ def materialize_knowledge(console: Console) -> tuple[int, str]:
     command = [str(exe), "asset", "materialize", "-m", "dispute_platform.definitions", "--select", KNOWLEDGE_SELECTION]
 
     def poll() -> tuple[int, int]:
-        row = db.fetch_one(
-            "SELECT COUNT(*) AS total, COUNT(*) FILTER (WHERE embedded_model = %s) AS done FROM historical_resolutions",
-            (identity,),
-        )
-        return row["done"], max(row["total"], expected)
+        done, total = embedding_progress(db, identity)
+        return done, max(total, expected)
 
     with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as output:
         process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=output, stderr=subprocess.STDOUT, text=True)

@@ -56,7 +56,8 @@ def reembed_command(stale_only: bool, buckets: str | None, per_run: int | None) 
     from dispute_platform.operations import RANGE_END, RANGE_START, STEP_TAG, TRIGGER_TAG
     from dispute_platform.settings import get_settings
     from dispute_platform.store.db import Database
-    from dispute_platform.workflow.reembed import bucket_counts, current_model_identity
+    from dispute_platform.store.history import bucket_counts
+    from dispute_platform.workflow.reembed import current_model_identity
 
     try:
         selected = parse_buckets(buckets)

@@ -8,6 +8,8 @@ from datetime import datetime
 
 from rich.table import Table
 
+from dispute_platform.store.states import status_summary
+
 # Flags that only say a prompt section was trimmed to its budget: routine, left out of the table.
 _ROUTINE_FLAG_PREFIXES = ("trimmed:",)
 
@@ -18,14 +20,7 @@ def _flags(flags: list | None) -> str:
 
 
 def summary_table(db, title: str) -> Table:
-    rows = db.fetch_all(
-        """SELECT w.case_id, w.dispute_type, w.segment, w.status, w.status_reason, p.action, p.amount, p.currency,
-                  p.confidence, p.cost_usd, p.version, p.flags, e.status AS execution, e.amount AS executed_amount
-           FROM workflow_states w
-           LEFT JOIN LATERAL (SELECT * FROM proposals p WHERE p.case_id = w.case_id ORDER BY version DESC LIMIT 1) p ON TRUE
-           LEFT JOIN LATERAL (SELECT * FROM executions e WHERE e.case_id = w.case_id ORDER BY id DESC LIMIT 1) e ON TRUE
-           ORDER BY w.case_id"""
-    )
+    rows = db.transact(status_summary)
     table = Table(title=title)
     for column in ("dispute", "type", "segment", "status", "action", "amount", "confidence", "cost $", "flags"):
         table.add_column(column, overflow="fold")

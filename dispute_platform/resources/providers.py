@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from dispute_platform.domain.models import BillingRecord, Charge, CrmRecord, PaymentRecord, Refund
 from dispute_platform.domain.world import SandboxWorld
 from dispute_platform.resources.postgres import PostgresResource
+from dispute_platform.store import sandbox as ledger
 
 
 class CaseNotFound(LookupError):
@@ -125,33 +126,26 @@ class SandboxBilling(_SandboxBase):
             raise RefundRefused("credit amount must be positive")
 
         def write(cur) -> MoneyReceipt:
-            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("sandbox-key:" + idempotency_key,))
-            existing = _remembered(cur, "sandbox_credits", idempotency_key, self.idempotency_ttl_hours)
+            ledger.lock_key(cur, "sandbox-key:" + idempotency_key)
+            existing = ledger.remembered(cur, "sandbox_credits", idempotency_key, self.idempotency_ttl_hours)
             if existing is not None:
                 return _credit_receipt(existing, replayed=True)
-            cur.execute(
-                """INSERT INTO sandbox_credits (credit_id, customer_id, amount, currency, idempotency_key, reason, case_id)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING *""",
-                (_reference("cr"), customer_id, amount, currency, idempotency_key, reason, case_id),
-            )
-            return _credit_receipt(cur.fetchone(), replayed=False)
+            row = ledger.insert_credit(
+                cur, credit_id=_reference("cr"), customer_id=customer_id, amount=amount, currency=currency,
+                idempotency_key=idempotency_key, reason=reason, case_id=case_id,
+            )  # fmt: skip
+            return _credit_receipt(row, replayed=False)
 
         return self.postgres.db.transact(write)
 
     def find_credits(self, customer_id: str, case_id: str) -> list[MoneyReceipt]:
-        rows = self.postgres.db.fetch_all(
-            "SELECT * FROM sandbox_credits WHERE customer_id = %s AND case_id = %s ORDER BY created_at", (customer_id, case_id)
-        )
+        rows = self.postgres.db.transact(lambda cur: ledger.credits_for_case(cur, customer_id, case_id))
         return [_credit_receipt(row, replayed=True) for row in rows]
 
 
 class SandboxPayments(_SandboxBase):
     def _state_refunds(self, charge_ids: list[str]) -> list[Refund]:
-        rows = self.postgres.db.fetch_all(
-            "SELECT refund_id, charge_id, amount, created_at, reason, idempotency_key FROM sandbox_refunds "
-            "WHERE charge_id = ANY(%s) ORDER BY created_at",
-            (charge_ids,),
-        )
+        rows = self.postgres.db.transact(lambda cur: ledger.refunds_on(cur, charge_ids))
         return [Refund(**row) for row in rows]
 
     def fetch_payments(self, customer_id: str) -> PaymentRecord:
@@ -172,9 +166,7 @@ class SandboxPayments(_SandboxBase):
         )
 
     def find_refunds(self, charge_id: str, case_id: str) -> list[MoneyReceipt]:
-        rows = self.postgres.db.fetch_all(
-            "SELECT * FROM sandbox_refunds WHERE charge_id = %s AND case_id = %s ORDER BY created_at", (charge_id, case_id)
-        )
+        rows = self.postgres.db.transact(lambda cur: ledger.refunds_for_case(cur, charge_id, case_id))
         return [_refund_receipt(row, replayed=True) for row in rows]
 
     def refund(
@@ -191,8 +183,8 @@ class SandboxPayments(_SandboxBase):
         def write(cur) -> MoneyReceipt:
             # Lock the charge's refunds so that two concurrent refunds cannot both pass the
             # refundable check (what Stripe does on its side).
-            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (charge_id,))
-            existing = _remembered(cur, "sandbox_refunds", idempotency_key, self.idempotency_ttl_hours)
+            ledger.lock_key(cur, charge_id)
+            existing = ledger.remembered(cur, "sandbox_refunds", idempotency_key, self.idempotency_ttl_hours)
             if existing is not None:
                 if existing["charge_id"] != charge_id or existing["amount"] != amount:
                     raise RefundRefused(
@@ -200,30 +192,17 @@ class SandboxPayments(_SandboxBase):
                         f"({existing['amount']} on {existing['charge_id']})"
                     )
                 return _refund_receipt(existing, replayed=True)
-            cur.execute("SELECT COALESCE(SUM(amount), 0) AS s FROM sandbox_refunds WHERE charge_id = %s", (charge_id,))
-            remaining = charge.refundable - cur.fetchone()["s"]
+            remaining = charge.refundable - ledger.refunded_total(cur, charge_id)
             if amount > remaining:
                 raise RefundRefused(f"refund {amount} exceeds the {remaining} still refundable on {charge_id}")
-            cur.execute(
-                """INSERT INTO sandbox_refunds (refund_id, charge_id, customer_id, amount, currency, idempotency_key, reason,
-                                                created_at, case_id)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
-                (_reference("re"), charge_id, charge.customer_id, amount, currency, idempotency_key, reason,
-                 datetime.now(UTC), case_id),
+            row = ledger.insert_refund(
+                cur, refund_id=_reference("re"), charge_id=charge_id, customer_id=charge.customer_id, amount=amount,
+                currency=currency, idempotency_key=idempotency_key, reason=reason, created_at=datetime.now(UTC),
+                case_id=case_id,
             )  # fmt: skip
-            return _refund_receipt(cur.fetchone(), replayed=False)
+            return _refund_receipt(row, replayed=False)
 
         return self.postgres.db.transact(write)
-
-
-def _remembered(cur, table: str, idempotency_key: str, ttl_hours: float) -> dict | None:
-    """The movement made with this key, if the provider still remembers the key."""
-    cur.execute(
-        f"SELECT * FROM {table} WHERE idempotency_key = %s AND created_at > now() - make_interval(secs => %s) "  # noqa: S608 - fixed table names
-        "ORDER BY created_at DESC LIMIT 1",
-        (idempotency_key, ttl_hours * 3600),
-    )
-    return cur.fetchone()
 
 
 def _refund_receipt(row: dict, *, replayed: bool) -> MoneyReceipt:

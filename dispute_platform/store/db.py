@@ -175,6 +175,10 @@ class Database:
 
         return self.transact(run)
 
+    def server_version(self) -> str:
+        row = self.fetch_one("SHOW server_version")
+        return str(row["server_version"]) if row is not None else "unknown"
+
     def ping(self) -> bool:
         try:
             return self.fetch_one("SELECT 1 AS ok") is not None

@@ -5,6 +5,7 @@ cannot put a new version over the decision (or over an executed dispute)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any, cast
 
 from dispute_platform.domain.states import Status
@@ -52,3 +53,33 @@ def save_proposal(
         ),
     )  # fmt: skip
     return version
+
+
+def token_totals(cur: Cursor, case_ids: list[str]) -> dict[str, Row]:
+    """Per dispute: tokens in and out over all its proposals, how many proposals, how many from the cache."""
+    cur.execute(
+        """SELECT case_id, SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens, COUNT(*) AS proposals,
+                  SUM(CASE WHEN cache_hit THEN 1 ELSE 0 END) AS cache_hits
+           FROM proposals WHERE case_id = ANY(%s) GROUP BY case_id""",
+        (case_ids,),
+    )
+    return {str(row["case_id"]): row for row in cur.fetchall()}
+
+
+def calls_since(cur: Cursor, since: datetime | None) -> list[Row]:
+    """One row per proposal created at or after `since`, with its dispute's type, segment and status:
+    what the cost report is computed from."""
+    cur.execute(
+        """SELECT p.case_id, p.model, p.input_tokens, p.output_tokens, p.cost_usd, p.cache_hit, p.created_at,
+                  -- Requests the provider may bill (a re-ask and a timed-out attempt are requests too); a
+                  -- reply from the cache made none. Proposals from before the field: one.
+                  CASE WHEN p.cache_hit THEN 0 ELSE COALESCE((p.proposal->>'requests')::int, 1) END AS requests,
+                  CASE WHEN p.cache_hit THEN 0 ELSE COALESCE((p.proposal->>'estimated_cost_usd')::numeric, 0) END AS estimated_cost_usd,
+                  w.dispute_type, w.segment, w.status
+           FROM proposals p JOIN workflow_states w ON w.case_id = p.case_id
+           WHERE p.created_at >= COALESCE(%s, '-infinity'::timestamptz)
+           ORDER BY p.created_at, p.case_id, p.version""",
+        (since,),
+    )
+    return cur.fetchall()
+

@@ -7,14 +7,12 @@ SQL). Functions take a cursor so callers choose the transaction boundary.
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from dispute_platform.domain.knowledge import HistoricalResolution
 from dispute_platform.domain.models import DisputeEvent
 from dispute_platform.store.audit import audit, audit_trail, jsonb  # noqa: F401 - re-exported
 from dispute_platform.store.db import Cursor, Row
@@ -226,39 +224,6 @@ def cache_put(cur: Cursor, key: str, case_id: str, dispute_type: str, model: str
 def cache_invalidate_type(cur: Cursor, dispute_type: str) -> int:
     cur.execute("DELETE FROM proposal_cache WHERE dispute_type = %s", (dispute_type,))
     return cur.rowcount
-
-
-# --- historical resolutions ----------------------------------------------------------------
-
-
-def upsert_historical(cur: Cursor, records: Sequence[HistoricalResolution]) -> int:
-    """Insert or replace past resolutions (HistoricalResolution models); a changed record loses
-    its embedding mark so the next embedding pass picks it up."""
-    for record in records:
-        cur.execute(
-            """INSERT INTO historical_resolutions (case_id, dispute_type, source, record)
-               VALUES (%s, %s, %s, %s)
-               ON CONFLICT (case_id) DO UPDATE SET dispute_type = EXCLUDED.dispute_type, source = EXCLUDED.source,
-                   record = EXCLUDED.record, updated_at = now(),
-                   embedded_model = CASE WHEN historical_resolutions.record = EXCLUDED.record
-                                         THEN historical_resolutions.embedded_model END""",
-            (record.case_id, record.dispute_type, record.source, jsonb(record.model_dump(mode="json"))),
-        )
-    return len(records)
-
-
-def mark_embedded(cur: Cursor, case_ids: Sequence[str], model_identity: str) -> None:
-    cur.execute(
-        "UPDATE historical_resolutions SET embedded_model = %s, embedded_at = now() WHERE case_id = ANY(%s)",
-        (model_identity, list(case_ids)),
-    )
-
-
-def historical_counts(cur: Cursor) -> list[Row]:
-    cur.execute(
-        "SELECT source, dispute_type, COUNT(*) AS n FROM historical_resolutions GROUP BY source, dispute_type ORDER BY 1, 2"
-    )
-    return cur.fetchall()
 
 
 # --- review queue ---------------------------------------------------------------------------

@@ -109,6 +109,15 @@ def _burn_unused_tickets(cur: Cursor, reviewer_row: Row | None, why: str) -> boo
 # --- decisions ----------------------------------------------------------------------------------
 
 
+def decision_of(cur: Cursor, case_id: str, decision_id: int) -> Row | None:
+    """One recorded decision of this dispute (None if the id belongs to another dispute)."""
+    cur.execute(
+        "SELECT decision, reviewer, effective_action, effective_amount FROM review_decisions WHERE id = %s AND case_id = %s",
+        (decision_id, case_id),
+    )
+    return cur.fetchone()
+
+
 def decisions_for(cur: Cursor, case_id: str, version: int | None = None) -> list[Row]:
     if version is None:
         cur.execute("SELECT * FROM review_decisions WHERE case_id = %s ORDER BY id", (case_id,))

@@ -162,10 +162,11 @@ def load_calibration(db: Database) -> ProposalCalibration | None:
 
 def read_sample(db: Database, max_held_back: int = MAX_HELD_BACK) -> HistorySample:
     """The held-back sample of the history in Postgres, streamed (see `HistorySample`)."""
-    from dispute_platform.workflow.knowledge import iter_history
+    from dispute_platform.store.history import iter_history
+    from dispute_platform.workflow.knowledge import EMBED_BATCH
 
     counts = db.transact(sql.history_counts)
-    return sample_history(iter_history(db), counts["cases"], counts["money_back"], counts["decided"], max_held_back)
+    return sample_history(iter_history(db, page=EMBED_BATCH), counts["cases"], counts["money_back"], counts["decided"], max_held_back)
 
 
 def history_version(db: Database, vectors: VectorStoreResource) -> str:

@@ -4,14 +4,14 @@ Chroma is an index over them that can be rebuilt at any time."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from dispute_platform.domain.knowledge import HistoricalResolution
 from dispute_platform.domain.policies import PolicyChunk, load_policy_chunks
 from dispute_platform.resources.vectors import VectorStoreResource
-from dispute_platform.store import repo
+from dispute_platform.store import history
 from dispute_platform.store.db import Database
 
 SEED_HISTORY = Path(__file__).resolve().parent.parent / "data" / "historical_resolutions.jsonl"
@@ -31,22 +31,7 @@ def read_seed_history(path: Path = SEED_HISTORY) -> list[HistoricalResolution]:
 
 def load_seed_history(db: Database, path: Path = SEED_HISTORY) -> int:
     records = read_seed_history(path)
-    return db.transact(lambda cur: repo.upsert_historical(cur, records))
-
-
-def iter_history(db: Database, *, where: str = "TRUE", params: tuple = (), page: int = EMBED_BATCH) -> Iterator[list[HistoricalResolution]]:
-    """Pages of past cases in case-id order (keyset pagination: memory stays flat however long
-    the history grows). `where` is a fixed SQL fragment from this package, never user input."""
-    after = ""
-    while True:
-        rows = db.fetch_all(
-            f"SELECT case_id, record FROM historical_resolutions WHERE case_id > %s AND ({where}) ORDER BY case_id LIMIT %s",  # noqa: S608 - fixed fragments from this package; values are parameters
-            (after, *params, page),
-        )
-        if not rows:
-            return
-        yield [HistoricalResolution.model_validate(row["record"]) for row in rows]
-        after = rows[-1]["case_id"]
+    return db.transact(lambda cur: history.upsert_historical(cur, records))
 
 
 @dataclass
@@ -66,10 +51,9 @@ def embed_history(
     embedded by the current model (new, changed, or embedded by another model)."""
     identity = vectors.embedder.identity
     stats = EmbedStats()
-    where, params = ("embedded_model IS DISTINCT FROM %s", (identity,)) if only_stale else ("TRUE", ())
-    for batch in iter_history(db, where=where, params=params):
+    for batch in history.iter_history(db, stale_for=identity if only_stale else None, page=EMBED_BATCH):
         vectors.upsert_resolutions(batch)
-        db.transact(lambda cur, batch=batch: repo.mark_embedded(cur, [r.case_id for r in batch], identity))
+        db.transact(lambda cur, batch=batch: history.mark_embedded(cur, [r.case_id for r in batch], identity))
         stats.embedded += len(batch)
         stats.batches += 1
         if progress:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from dispute_platform.domain.reembed import BucketResult, batch_frame, bucket_key, bucket_of, chroma_payload
 from dispute_platform.resources.vectors import VectorStoreResource
 from dispute_platform.store.db import Database
+from dispute_platform.store.history import bucket_counts, iter_bucket_pages, mark_embedded_versions, present_case_ids
 
 log = logging.getLogger(__name__)
 # Page-by-page progress at DEBUG: below workflow.log's level, picked up by a CLI that shows a bar.
@@ -27,85 +28,6 @@ PROGRESS = logging.getLogger("dispute_platform.progress")
 
 PAGE_SIZE = 256
 _CHROMA_ID_PAGE = 5000
-
-
-# --- counting (cheap SQL: the sensor, the doctor and progress bars use these) -----------------
-
-
-def bucket_counts(db: Database, buckets: Collection[int] | None = None, *, stale_for: str | None = None) -> dict[int, int]:
-    """Rows per bucket; with `stale_for`, only rows not embedded by that model identity."""
-    where, params = ["TRUE"], []
-    if buckets is not None:
-        where.append("bucket = ANY(%s)")
-        params.append(sorted(buckets))
-    if stale_for is not None:
-        where.append("embedded_model IS DISTINCT FROM %s")
-        params.append(stale_for)
-    rows = db.fetch_all(
-        f"SELECT bucket, COUNT(*) AS n FROM historical_resolutions WHERE {' AND '.join(where)} GROUP BY bucket",  # noqa: S608 - fixed fragments from this package; values are parameters
-        tuple(params),
-    )
-    return {row["bucket"]: row["n"] for row in rows}
-
-
-def changed_model_counts(db: Database, identity: str) -> dict[int, int]:
-    """Rows per bucket whose stored vector was made by another model (name or weights): what a
-    model change leaves behind. Never-embedded rows are not counted; they are embedded on arrival."""
-    rows = db.fetch_all(
-        """SELECT bucket, COUNT(*) AS n FROM historical_resolutions
-           WHERE embedded_model IS NOT NULL AND embedded_model <> %s GROUP BY bucket""",
-        (identity,),
-    )
-    return {row["bucket"]: row["n"] for row in rows}
-
-
-def model_counts(db: Database) -> dict[str | None, int]:
-    rows = db.fetch_all("SELECT embedded_model, COUNT(*) AS n FROM historical_resolutions GROUP BY embedded_model")
-    return {row["embedded_model"]: row["n"] for row in rows}
-
-
-# --- reading ------------------------------------------------------------------------------
-
-
-def iter_bucket_pages(
-    db: Database, bucket: int, *, page_size: int = PAGE_SIZE, stale_for: str | None = None
-) -> Iterator[list[dict]]:
-    """Pages of one bucket in case-id order (keyset: `case_id > last`, never OFFSET)."""
-    stale = "AND embedded_model IS DISTINCT FROM %s" if stale_for is not None else ""
-    after = ""
-    while True:
-        params = (bucket, after, *((stale_for,) if stale_for is not None else ()), page_size)
-        rows = db.fetch_all(
-            f"""SELECT case_id, record, updated_at FROM historical_resolutions
-                WHERE bucket = %s AND case_id > %s {stale} ORDER BY case_id LIMIT %s""",  # noqa: S608 - fixed fragments from this package; values are parameters
-            params,
-        )
-        if not rows:
-            return
-        yield rows
-        after = rows[-1]["case_id"]
-        if len(rows) < page_size:
-            return
-
-
-# --- writing ------------------------------------------------------------------------------
-
-
-def mark_embedded_versions(db: Database, case_ids: list[str], versions: list, identity: str) -> int:
-    """Mark rows as embedded by `identity`, but only the row versions that were read: a record
-    replaced meanwhile keeps its stale mark and is picked up again."""
-
-    def run(cur) -> int:
-        cur.execute(
-            """UPDATE historical_resolutions h SET embedded_model = %s, embedded_at = now()
-               FROM unnest(%s::text[], %s::timestamptz[]) AS u(case_id, updated_at)
-               WHERE h.case_id = u.case_id AND h.updated_at = u.updated_at
-                 AND h.embedded_model IS DISTINCT FROM %s""",
-            (identity, case_ids, versions, identity),
-        )
-        return cur.rowcount
-
-    return db.transact(run)
 
 
 def prune_orphans(db: Database, vectors: VectorStoreResource, buckets: Collection[int]) -> dict[int, int]:
@@ -122,7 +44,7 @@ def prune_orphans(db: Database, vectors: VectorStoreResource, buckets: Collectio
         offset += len(ids)
         mine = [i for i in ids if bucket_of(i) in wanted]
         if mine:
-            present = {r["case_id"] for r in db.fetch_all("SELECT case_id FROM historical_resolutions WHERE case_id = ANY(%s)", (mine,))}
+            present = present_case_ids(db, mine)
             orphans += [i for i in mine if i not in present]
     pruned: dict[int, int] = {}
     for start in range(0, len(orphans), _CHROMA_ID_PAGE):

@@ -10,6 +10,7 @@ from decimal import Decimal
 from dispute_platform.domain.knowledge import HistoricalResolution
 from dispute_platform.domain.states import EMBEDDING_MAY_RUN, Status
 from dispute_platform.resources.vectors import VectorStoreResource
+from dispute_platform.store import history
 from dispute_platform.store import repo
 from dispute_platform.store.db import Database
 from dispute_platform.store.transitions import transition
@@ -65,11 +66,11 @@ def remember_resolution(db: Database, vectors: VectorStoreResource, case_id: str
     if state is None or state["status"] not in EMBEDDING_MAY_RUN:
         return Remembered(case_id, None, f"dispute is {state['status'] if state else 'unknown'}, nothing to remember")
     record = resolution_record(state)
-    db.transact(lambda cur: repo.upsert_historical(cur, [record]))
+    db.transact(lambda cur: history.upsert_historical(cur, [record]))
     vectors.upsert_resolutions([record])
 
     def settle(cur) -> None:
-        repo.mark_embedded(cur, [case_id], vectors.embedder.identity)
+        history.mark_embedded(cur, [case_id], vectors.embedder.identity)
         dropped = repo.cache_invalidate_type(cur, record.dispute_type)
         transition(cur, case_id, Status.COMPLETED, "resolution_embedding", completed=True, run_id=run_id)
         repo.audit(cur, case_id, "resolution_embedding", "remembered",

@@ -26,6 +26,7 @@ from dispute_platform.api.app import create_app
 from dispute_platform.api.desk import DeskConfig
 from dispute_platform.daemon_status import DaemonState
 from dispute_platform.settings import REPO_ROOT
+from dispute_platform.store import history
 from dispute_platform.store import repo
 from dispute_platform.workflow.knowledge import read_seed_history
 from dispute_platform_tests.integration.daemon import api_server
@@ -75,7 +76,7 @@ def world(db, sqs, pg_url, tmp_path, chroma_dir):
         db.transact(lambda cur, name=name, token=token: reviewers.add_reviewer(cur, name, token))
     # The past cases' records, as the historical_resolutions asset keeps them (the seeded Chroma
     # folder holds only their vectors).
-    db.transact(lambda cur: repo.upsert_historical(cur, read_seed_history()))
+    db.transact(lambda cur: history.upsert_historical(cur, read_seed_history()))
     return instance, resources
 
 

@@ -20,9 +20,10 @@ from dispute_platform.domain.reembed import BUCKET_KEYS, BUCKETS, all_buckets, b
 from dispute_platform.operations import RANGE_END, RANGE_START, embedding_model_sensor, weekly_reembedding
 from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.resources.vectors import Embedder, VectorStoreResource, packaged_model_path
-from dispute_platform.store import repo
+from dispute_platform.store import history
 from dispute_platform.workflow.knowledge import load_seed_history
-from dispute_platform.workflow.reembed import changed_model_counts, current_model_identity, iter_bucket_pages
+from dispute_platform.store.history import changed_model_counts, iter_bucket_pages
+from dispute_platform.workflow.reembed import current_model_identity
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +75,7 @@ def test_bucket_is_the_same_in_python_and_postgres(db):
     assert {r["id"]: r["b"] for r in rows} == {i: bucket_of(i) for i in ids}
     # and the stored column (migration 005) says the same for inserted rows
     records = [HistoricalResolution(case_id=i, dispute_type="general", action="deny") for i in ids[:300] if i]
-    db.transact(lambda cur: repo.upsert_historical(cur, records))
+    db.transact(lambda cur: history.upsert_historical(cur, records))
     stored = db.fetch_all("SELECT case_id, bucket FROM historical_resolutions")
     assert {r["case_id"]: r["bucket"] for r in stored} == {r.case_id: bucket_of(r.case_id) for r in records}
     assert set(bucket_of(i) for i in ids) == set(range(BUCKETS))  # 2,000 ids reach every bucket
