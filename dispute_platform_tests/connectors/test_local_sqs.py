@@ -34,7 +34,9 @@ def test_the_retention_check_agrees_with_moto_and_reads_no_queue_attributes(monk
     fresh, old = queue._messages[0], queue._messages[1]
     old.sent_timestamp -= 120_000  # sent two minutes ago: past the 60 s retention
 
-    original = SQSBackend.is_message_valid_based_on_retention_period
+    current = SQSBackend.is_message_valid_based_on_retention_period
+    # moto's own check, whether or not an earlier test in this process has patched it already
+    original = getattr(current, "__wrapped__", current)
     expected = [original(backend, name, fresh), original(backend, name, old)]
     patch_moto_sqs()
     patched = SQSBackend.is_message_valid_based_on_retention_period
