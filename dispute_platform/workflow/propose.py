@@ -141,7 +141,7 @@ def propose(
     proposals keep their provider's confidence, marked uncalibrated."""
     facts = derive_facts(context)
     policies, cases = retrieve(context, vectors, limits.budget, vector, facts, limits.precedent.cases)
-    prompt = build_prompt(context, facts, policies, cases, limits.budget)
+    prompt = build_prompt(context, facts, policies, cases, limits.budget, limits.guardrails.escalation_threshold)
     raw = calibrate(_ask(context, facts, prompt, policies, cases, provider, db, calibration), calibration)
     flags = list(raw.flags)
     if prompt.injection_flags:
