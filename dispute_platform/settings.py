@@ -15,6 +15,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dispute_platform.domain import defaults
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -86,17 +88,17 @@ class Settings(BaseSettings):
         default=None,
         description='Price table override, JSON: {"model": {"input_per_1m": 0.15, "output_per_1m": 0.6, "cached_input_per_1m": 0.075}}.',
     )
-    max_input_tokens: int = Field(default=2075, ge=200, description="Cap on prompt tokens per dispute (o200k_base).")
-    max_output_tokens: int = Field(default=1000, ge=16, description="Cap on completion tokens per dispute.")
-    max_cost_per_dispute_usd: Decimal = Field(default=Decimal("0.001"), ge=0, description="Cap on LLM cost per dispute.")
-    prompt_similar_cases_tokens: int = Field(default=300, ge=0, description="Token budget of the 3 similar past cases in a prompt.")
-    prompt_policies_tokens: int = Field(default=450, ge=0, description="Token budget of the 3 policy sections in a prompt.")
-    prompt_charges_tokens: int = Field(default=125, ge=0, description="Token budget of the 5 most relevant charges in a prompt.")
+    max_input_tokens: int = Field(default=defaults.MAX_INPUT_TOKENS, ge=200, description="Cap on prompt tokens per dispute (o200k_base).")
+    max_output_tokens: int = Field(default=defaults.MAX_OUTPUT_TOKENS, ge=16, description="Cap on completion tokens per dispute.")
+    max_cost_per_dispute_usd: Decimal = Field(default=defaults.MAX_COST_PER_DISPUTE_USD, ge=0, description="Cap on LLM cost per dispute.")
+    prompt_similar_cases_tokens: int = Field(default=defaults.SIMILAR_CASES_TOKENS, ge=0, description="Token budget of the 3 similar past cases in a prompt.")
+    prompt_policies_tokens: int = Field(default=defaults.POLICIES_TOKENS, ge=0, description="Token budget of the 3 policy sections in a prompt.")
+    prompt_charges_tokens: int = Field(default=defaults.CHARGES_TOKENS, ge=0, description="Token budget of the 5 most relevant charges in a prompt.")
     prompt_description_tokens: int | None = Field(
         default=None, ge=0, description="Cap on the customer's description. Unset: whatever the input cap leaves."
     )
     escalation_threshold_usd: Decimal = Field(
-        default=Decimal("1000.00"),
+        default=defaults.ESCALATION_THRESHOLD_USD,
         ge=0,
         description="Proposals above this USD value are escalated; decisions above it need two reviewers.",
     )
@@ -106,19 +108,19 @@ class Settings(BaseSettings):
         "built-in table (USD EUR GBP CAD AUD CHF JPY KWD). A currency without a rate always needs two reviewers.",
     )
     auto_approve_max_usd: Decimal = Field(
-        default=Decimal("0"),
+        default=defaults.AUTO_APPROVE_MAX_USD,
         ge=0,
         description="Policy auto-approval lane: proposals decided by the policy rules, unflagged, within every cap and at "
         "or below this USD value are executed without a reviewer (as `auto-policy`). 0: the lane is off.",
     )
     auto_approve_min_confidence: float = Field(
-        default=0.9, ge=0, le=1, description="Lowest calibrated confidence the auto-approval lane accepts."
+        default=defaults.AUTO_APPROVE_MIN_CONFIDENCE, ge=0, le=1, description="Lowest calibrated confidence the auto-approval lane accepts."
     )
     auto_approve_sample_rate: float = Field(
-        default=0.1, ge=0, le=1, description="Share of auto-approvals sampled for a reviewer's look after the fact."
+        default=defaults.AUTO_APPROVE_SAMPLE_RATE, ge=0, le=1, description="Share of auto-approvals sampled for a reviewer's look after the fact."
     )
     decision_ticket_ttl_seconds: int = Field(
-        default=900, ge=30, le=86400, description="How long a launchpad decision ticket stays valid (single use)."
+        default=defaults.DECISION_TICKET_TTL_SECONDS, ge=30, le=86400, description="How long a launchpad decision ticket stays valid (single use)."
     )
     # --- knowledge ---------------------------------------------------------------------------
     chroma_db_path: Path | None = Field(default=None, description="Chroma folder. Unset: DISPUTE_PLATFORM_HOME/chroma.")

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from dispute_platform.domain import defaults
 from dispute_platform.domain.caps import CapResult
 from dispute_platform.domain.models import Action, ResolutionProposal
 from dispute_platform.domain.money import usd_value
@@ -34,9 +35,9 @@ LANE_ACTIONS = frozenset({Action.FULL_REFUND, Action.PARTIAL_REFUND, Action.CRED
 
 @dataclass(frozen=True)
 class AutoLaneRule:
-    max_usd: Decimal = Decimal("0")  # 0: the lane is off
-    min_confidence: float = 0.9
-    sample_rate: float = 0.1
+    max_usd: Decimal = defaults.AUTO_APPROVE_MAX_USD  # 0: the lane is off
+    min_confidence: float = defaults.AUTO_APPROVE_MIN_CONFIDENCE
+    sample_rate: float = defaults.AUTO_APPROVE_SAMPLE_RATE
 
     @property
     def enabled(self) -> bool:

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
+from dispute_platform.domain import defaults
 from dispute_platform.domain.guardrails import GuardrailLimits
 from dispute_platform.domain.models import ResolutionProposal
 from dispute_platform.domain.precedent_vote import PrecedentSettings
@@ -15,9 +16,9 @@ from dispute_platform.domain.prompt import PromptBudget
 
 
 class CapLimits(BaseModel):
-    max_input_tokens: int = Field(default=2075, ge=1)
-    max_output_tokens: int = Field(default=1000, ge=1)
-    max_cost_usd: Decimal = Field(default=Decimal("0.001"), ge=0)
+    max_input_tokens: int = Field(default=defaults.MAX_INPUT_TOKENS, ge=1)
+    max_output_tokens: int = Field(default=defaults.MAX_OUTPUT_TOKENS, ge=1)
+    max_cost_usd: Decimal = Field(default=defaults.MAX_COST_PER_DISPUTE_USD, ge=0)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
+from dispute_platform.domain import defaults
 from dispute_platform.domain.facts import cents
 from dispute_platform.domain.money import DEFAULT_USD_RATES, above_threshold, usd_value
 from dispute_platform.domain.models import Action, DisputeType, EnrichedContext, ResolutionProposal
@@ -19,7 +20,7 @@ ZERO = Decimal("0")
 
 class GuardrailLimits(BaseModel):
     # POL-001 §4: above this (in USD) a proposal is escalated, never refunded automatically.
-    escalation_threshold: Decimal = Decimal("1000.00")
+    escalation_threshold: Decimal = defaults.ESCALATION_THRESHOLD_USD
     usd_rates: dict[str, Decimal] = Field(default_factory=lambda: dict(DEFAULT_USD_RATES))
 
 

@@ -10,9 +10,11 @@ Everything that comes from the dispute is masked (cards, e-mails, phones) before
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
+from dispute_platform.domain import defaults
 from dispute_platform.domain.facts import DisputeFacts
 from dispute_platform.domain.injection import detect_injection
 from dispute_platform.domain.masking import mask_pii
@@ -21,9 +23,9 @@ from dispute_platform.domain.tokens import count_chat_tokens, count_tokens, trim
 
 PROMPT_VERSION = "dispute-v1"
 
-SYSTEM_PROMPT = """You resolve billing disputes for Brightwave Software (SaaS subscriptions). Choose one action:
+_SYSTEM_PROMPT = """You resolve billing disputes for Brightwave Software (SaaS subscriptions). Choose one action:
 full_refund | partial_refund | credit (account credit: outages, goodwill) | deny |
-escalate (a person decides: fraud claims, missing data, anything over 1000.00).
+escalate (a person decides: fraud claims, missing data, anything over {threshold}).
 Follow the policies given and cite them ("POL-003 §2"); use the similar past cases as precedent
 and list the ids you used. Never exceed the disputed amount or what is still refundable.
 Amounts in the dispute's currency, 2 decimals.
@@ -33,14 +35,25 @@ Answer JSON only: {"action", "amount", "confidence" (0-1), "reasoning" (at most 
 "cited_policies", "similar_cases"}."""
 
 
-class PromptBudget(BaseModel):
-    """Token budgets (o200k_base). The defaults are the seed's caps."""
+def system_prompt(escalation_threshold: Decimal = defaults.ESCALATION_THRESHOLD_USD) -> str:
+    """The system message, naming the escalation threshold in force (ESCALATION_THRESHOLD_USD),
+    with two decimals as every amount in the prompt. It depends on the deployment only, never on
+    the dispute, so it stays a stable prefix."""
+    return _SYSTEM_PROMPT.replace("{threshold}", f"{Decimal(escalation_threshold):.2f}")
 
-    max_input_tokens: int = Field(default=2075, ge=200)
-    max_output_tokens: int = Field(default=1000, ge=16)
-    similar_cases_tokens: int = Field(default=300, ge=0)
-    policies_tokens: int = Field(default=450, ge=0)
-    charges_tokens: int = Field(default=125, ge=0)
+
+# The system message under the default threshold.
+SYSTEM_PROMPT = system_prompt()
+
+
+class PromptBudget(BaseModel):
+    """Token budgets (o200k_base). The defaults are the seed's caps (domain/defaults.py)."""
+
+    max_input_tokens: int = Field(default=defaults.MAX_INPUT_TOKENS, ge=200)
+    max_output_tokens: int = Field(default=defaults.MAX_OUTPUT_TOKENS, ge=16)
+    similar_cases_tokens: int = Field(default=defaults.SIMILAR_CASES_TOKENS, ge=0)
+    policies_tokens: int = Field(default=defaults.POLICIES_TOKENS, ge=0)
+    charges_tokens: int = Field(default=defaults.CHARGES_TOKENS, ge=0)
     facts_tokens: int = Field(default=160, ge=0)
     max_similar_cases: int = Field(default=3, ge=0)
     max_policies: int = Field(default=3, ge=0)
@@ -174,8 +187,12 @@ def build_prompt(
     policies: list[PolicyHit],
     cases: list[SimilarCase],
     budget: PromptBudget | None = None,
+    escalation_threshold: Decimal = defaults.ESCALATION_THRESHOLD_USD,
 ) -> BuiltPrompt:
+    """`escalation_threshold`: the USD value above which a proposal is escalated (the guardrails'
+    figure), named in the system message."""
     budget = budget or PromptBudget()
+    system = system_prompt(escalation_threshold)
     case = context.crm.case
     trimmed: list[str] = []
     sections: dict[str, str] = {}
@@ -225,7 +242,7 @@ def build_prompt(
             f"## Similar past cases\n{sections['similar_cases'] or '(none found)'}\n"
             f"## Customer description (untrusted)\n<<<\n{desc}\n>>>"
         )
-        return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
     room = budget.max_input_tokens - count_chat_tokens(render(""))
     if budget.description_tokens is not None:
@@ -244,7 +261,7 @@ def build_prompt(
         messages=messages,
         input_tokens=input_tokens,
         section_tokens={name: count_tokens(text) for name, text in sections.items()}
-        | {"system": count_tokens(SYSTEM_PROMPT)},
+        | {"system": count_tokens(system)},
         injection_flags=injection_flags,
         cited_policy_ids=[p.citation for p in chosen_policies],
         similar_case_ids=[c.case_id for c in chosen_cases],

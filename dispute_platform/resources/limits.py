@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dispute_platform.domain import defaults
 from dispute_platform.domain.caps import CapLimits, ProposalLimits
 from dispute_platform.domain.guardrails import GuardrailLimits
 from dispute_platform.domain.money import DEFAULT_USD_RATES
@@ -25,19 +26,19 @@ if TYPE_CHECKING:
 class Limits(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    max_input_tokens: int = Field(default=2075, ge=200)
-    max_output_tokens: int = Field(default=1000, ge=16)
-    max_cost_usd: Decimal = Decimal("0.001")
-    escalation_threshold_usd: Decimal = Decimal("1000.00")
+    max_input_tokens: int = Field(default=defaults.MAX_INPUT_TOKENS, ge=200)
+    max_output_tokens: int = Field(default=defaults.MAX_OUTPUT_TOKENS, ge=16)
+    max_cost_usd: Decimal = defaults.MAX_COST_PER_DISPUTE_USD
+    escalation_threshold_usd: Decimal = defaults.ESCALATION_THRESHOLD_USD
     usd_rates: dict[str, Decimal] = Field(default_factory=lambda: dict(DEFAULT_USD_RATES))
-    similar_cases_tokens: int = 300
-    policies_tokens: int = 450
-    charges_tokens: int = 125
+    similar_cases_tokens: int = defaults.SIMILAR_CASES_TOKENS
+    policies_tokens: int = defaults.POLICIES_TOKENS
+    charges_tokens: int = defaults.CHARGES_TOKENS
     description_tokens: int | None = None
-    decision_ticket_ttl_seconds: int = Field(default=900, ge=30)
-    auto_approve_max_usd: Decimal = Decimal("0")
-    auto_approve_min_confidence: float = Field(default=0.9, ge=0, le=1)
-    auto_approve_sample_rate: float = Field(default=0.1, ge=0, le=1)
+    decision_ticket_ttl_seconds: int = Field(default=defaults.DECISION_TICKET_TTL_SECONDS, ge=30)
+    auto_approve_max_usd: Decimal = defaults.AUTO_APPROVE_MAX_USD
+    auto_approve_min_confidence: float = Field(default=defaults.AUTO_APPROVE_MIN_CONFIDENCE, ge=0, le=1)
+    auto_approve_sample_rate: float = Field(default=defaults.AUTO_APPROVE_SAMPLE_RATE, ge=0, le=1)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from dagster import ConfigurableResource
 from pydantic import BaseModel, Field, ValidationError
 
+from dispute_platform.domain import defaults
 from dispute_platform.domain.costs import ModelPrice, call_cost, price_for
 from dispute_platform.domain.facts import DisputeFacts, cents
 from dispute_platform.domain.masking import mask_pii
@@ -239,7 +240,7 @@ class OpenAIProposer(ConfigurableResource):
     timeout_seconds: float = 30.0
     max_retries: int = Field(default=3, ge=0, description="Transport retries (429, 5xx, timeouts), with backoff.")
     invalid_reply_retries: int = Field(default=1, ge=0, description="Re-asks after a reply that is not valid JSON.")
-    max_output_tokens: int = 1000
+    max_output_tokens: int = defaults.MAX_OUTPUT_TOKENS
     prices_json: str | None = Field(default=None, description="Price table override (JSON), see LLM_PRICES.")
     name: str = "openai"
     cacheable: bool = True

@@ -359,11 +359,19 @@ def _notify_customer(db, email, crm, state, action, amount, currency, decision, 
         reason=reason.removeprefix("Rules engine (not a model): "),
     )
     outcome: dict[str, str] = {}
+    errors: list[str] = []
+    # The money moved: a failed notice is recorded, not fatal, and one channel failing does not
+    # keep the other from being told (the CRM case is closed even when the e-mail bounced).
     try:
         if to:
             outcome["email"] = email.send([to], subject, body, reference=f"notice-{state['case_id']}")
+    except Exception as exc:  # noqa: BLE001
+        errors.append(f"{exc.__class__.__name__}: {exc}")
+    try:
         crm.record_outcome(state["case_id"], "Closed", f"{action} {amount} {currency}")
-    except Exception as exc:  # noqa: BLE001 - the money moved; a failed notice is recorded, not fatal
-        outcome["error"] = f"{exc.__class__.__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001
+        errors.append(f"{exc.__class__.__name__}: {exc}")
+    if errors:
+        outcome["error"] = "; ".join(errors)
         log.warning("customer notice for %s failed: %s", state["case_id"], outcome["error"])
     db.transact(lambda cur: repo.audit(cur, state["case_id"], STEP, "customer_notified", outcome, run_id=run_id))

@@ -117,7 +117,7 @@ def _ask(
     cached = db.transact(lambda cur: repo.cache_get(cur, key))
     if cached is not None:
         return ResolutionProposal.model_validate(cached).model_copy(
-            update={"cache_hit": True, "cost_usd": 0, "estimated_cost_usd": 0, "latency_ms": 0}
+            update={"cache_hit": True, "cost_usd": Decimal("0"), "estimated_cost_usd": Decimal("0"), "latency_ms": 0}
         )
     raw = provider.propose(context, facts, prompt, policies, cases)
     if "model_failure" not in raw.flags:
@@ -141,7 +141,7 @@ def propose(
     proposals keep their provider's confidence, marked uncalibrated."""
     facts = derive_facts(context)
     policies, cases = retrieve(context, vectors, limits.budget, vector, facts, limits.precedent.cases)
-    prompt = build_prompt(context, facts, policies, cases, limits.budget)
+    prompt = build_prompt(context, facts, policies, cases, limits.budget, limits.guardrails.escalation_threshold)
     raw = calibrate(_ask(context, facts, prompt, policies, cases, provider, db, calibration), calibration)
     flags = list(raw.flags)
     if prompt.injection_flags:

@@ -255,3 +255,31 @@ def test_trim_to_tokens_with_a_budget_smaller_than_the_marker(budget):
     trimmed = trim_to_tokens("漢字テスト 😀 " * 50, budget)
     assert count_tokens(trimmed) <= budget
     assert "\ufffd" not in trimmed
+
+
+# --- the escalation threshold the system message names ------------------------------------------
+
+
+@pytest.mark.parametrize("threshold", ["250", "1000.00", "12500.5", "0"])
+def test_the_system_message_names_the_threshold_it_is_given_and_stays_within_the_cap(threshold):
+    from decimal import Decimal
+
+    from dispute_platform.domain.prompt import system_prompt
+
+    narrative = cfpb_narratives()[0]
+    context = f.context(charges=CHARGES, charge_id="ch_00_3Qx9LkPzR2a", description=narrative * 3)
+    prompt = build_prompt(context, derive_facts(context), POLICIES, CASES, None, Decimal(threshold))
+    system = prompt.messages[0]["content"]
+    shown = f"{Decimal(threshold):.2f}"
+    assert system == system_prompt(Decimal(threshold)) and f"anything over {shown})" in system
+    if shown != "1000.00":
+        assert "1000.00" not in system
+    assert prompt.input_tokens <= MAX_INPUT and prompt.section_tokens["system"] == count_tokens(system)
+
+
+def test_the_default_system_message_is_the_default_threshold():
+    from dispute_platform.domain import defaults
+    from dispute_platform.domain.prompt import system_prompt
+
+    assert SYSTEM_PROMPT == system_prompt(defaults.ESCALATION_THRESHOLD_USD)
+    assert "anything over 1000.00)" in SYSTEM_PROMPT

@@ -8,7 +8,7 @@ import pytest
 from dagster import DagsterInstance, SensorResult, build_sensor_context
 
 from dispute_platform.resources.postgres import PostgresResource
-from dispute_platform.sensors import sqs_dispute_sensor
+from dispute_platform.sensors import RANGE_END, RANGE_START, sqs_dispute_sensor
 from dispute_platform_tests.conftest import drain
 from dispute_platform_tests.integration.harness import (
     build_test_resources,
@@ -149,3 +149,37 @@ def test_invalid_disputes_never_reach_a_model(db, sqs, pg_url, tmp_path):
     assert calls == []
     assert {r["status"] for r in db.fetch_all("SELECT status FROM workflow_states")} == {"invalid"}
     assert db.fetch_one("SELECT COUNT(*) AS n FROM proposals")["n"] == 0
+
+
+def _run_sizes(result, keys: list[str]) -> list[int]:
+    """How many disputes each requested run carries (a range over the partitions added in order)."""
+    where = {key: i for i, key in enumerate(keys)}
+    return [where[r.tags[RANGE_END]] - where[r.tags[RANGE_START]] + 1 for r in result.run_requests]
+
+
+def test_a_tick_starts_at_most_ten_runs_worth_of_disputes_and_the_next_tick_the_rest(db, sqs, pg_url, monkeypatch):
+    from dispute_platform.settings import get_settings
+
+    monkeypatch.setenv("DISPUTES_PER_RUN", "2")  # so the cap per tick is 2 x 10 = 20 disputes
+    get_settings.cache_clear()
+    try:
+        events = [{"case_id": f"TICK-{i:03d}", "event_id": f"evt-TICK-{i:03d}"} for i in range(25)]
+        sqs.send_many(events)
+        instance = DagsterInstance.ephemeral()
+
+        first, _ = _tick(instance, sqs, pg_url)
+        started = list(first.dynamic_partitions_requests[0].partition_keys)
+        assert len(started) == 20 and _run_sizes(first, started) == [2] * 10
+        assert db.fetch_one("SELECT COUNT(*) AS n FROM dispute_events")["n"] == 25  # all stored, 20 started
+        instance.add_dynamic_partitions("disputes", started)
+
+        second, _ = _tick(instance, sqs, pg_url, cursor=first.cursor)
+        rest = list(second.dynamic_partitions_requests[0].partition_keys)
+        assert sorted(started + rest) == [e["case_id"] for e in events]
+        assert _run_sizes(second, rest) == [2, 2, 1]
+        instance.add_dynamic_partitions("disputes", rest)
+
+        third, _ = _tick(instance, sqs, pg_url, cursor=second.cursor)
+        assert not isinstance(third, SensorResult)  # nothing left to start
+    finally:
+        get_settings.cache_clear()

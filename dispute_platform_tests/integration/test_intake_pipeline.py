@@ -115,3 +115,51 @@ def test_a_failed_store_deletes_nothing_of_its_batch_and_hands_back_what_it_neve
     # been received: without the hand-back they would be hidden too and fewer than 30 would show.
     visible_now = drain(sqs, sqs.dispute_events_queue_url)
     assert len(visible_now) == 60 - 20 - 10
+
+
+# --- SQS refusing a delete or a dead-letter copy --------------------------------------------------
+
+
+class ExpiredHandles(SQSResource):
+    """Deletes with receipt handles SQS no longer honours (the visibility timeout ran out before
+    the delete): the endpoint refuses every one of them, as SQS does."""
+
+    def delete(self, messages, queue_url=None):
+        import dataclasses
+
+        expired = [dataclasses.replace(m, receipt_handle=f"expired-{m.message_id}") for m in messages]
+        return super().delete(expired, queue_url)
+
+
+def test_a_refused_delete_is_counted_and_the_redelivery_stores_nothing_twice(db, sqs, pg_url):
+    import time
+
+    events = _events(12, "DEL")
+    sqs.send_many([*events, "not json"])
+    expired = ExpiredHandles(**sqs.model_dump() | {"visibility_timeout_seconds": 1})
+
+    first = ingest_from_queue(db, expired, max_messages=1000, budget_seconds=30)
+
+    assert (first.received, first.stored, first.rejected, first.delete_failures) == (13, 12, 1, 13)
+    time.sleep(1.5)  # the messages were not deleted: they come back once their visibility timeout ends
+    again = ingest_from_queue(db, sqs, max_messages=1000, budget_seconds=30)
+    assert (again.received, again.stored, again.duplicates, again.delete_failures) == (13, 0, 12, 0)
+    stored = db.fetch_all("SELECT case_id, COUNT(*) AS n FROM dispute_events GROUP BY case_id")
+    assert {r["case_id"]: r["n"] for r in stored} == {e["case_id"]: 1 for e in events}
+    assert db.fetch_one("SELECT COUNT(*) AS n FROM rejected_events")["n"] == 1  # same body, same message: one row
+    assert drain(sqs, sqs.dispute_events_queue_url) == []
+
+
+def test_a_failed_dead_letter_copy_keeps_the_body_in_postgres_and_deletes_the_message(db, sqs, pg_url):
+    events = _events(3, "DLQ")
+    sqs.send_many([*events, "not json", '{"customer_id": "no case id"}'])
+    no_dlq = sqs.model_copy(update={"dead_letter_queue_url": sqs.dead_letter_queue_url + "-deleted"})
+
+    stats = ingest_from_queue(db, no_dlq, max_messages=1000, budget_seconds=30)
+
+    assert (stats.received, stats.stored, stats.rejected, stats.delete_failures) == (5, 3, 2, 0)
+    rejected = db.fetch_all("SELECT body, reason, dead_lettered FROM rejected_events ORDER BY id")
+    assert sorted(r["body"] for r in rejected) == sorted(['{"customer_id": "no case id"}', "not json"])
+    assert not any(r["dead_lettered"] for r in rejected) and all(r["reason"] for r in rejected)
+    assert drain(sqs, sqs.dispute_events_queue_url) == []  # deleted all the same: redelivery would fail alike
+    assert drain(sqs, sqs.dead_letter_queue_url) == []

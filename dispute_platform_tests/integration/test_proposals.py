@@ -151,3 +151,34 @@ def test_a_proposal_over_a_cap_is_blocked_and_can_never_be_executed(db, sqs, pg_
         execute_decision(db, "CASE-1063", payments=resources["payments"], billing=resources["billing"],
                          crm=resources["crm"], email=resources["email"], run_id=None, caps=tight.caps)  # fmt: skip
     assert db.fetch_one("SELECT COUNT(*) AS n FROM sandbox_refunds")["n"] == 0
+
+
+def test_failed_reviewer_notifications_are_audited_and_the_proposal_still_waits(db, sqs, pg_url, tmp_path, chroma_dir):
+    import socket
+
+    from dispute_platform.resources.email import SmtpEmail
+    from dispute_platform.store import repo
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]  # nothing listens there once the socket is closed
+    unreachable_smtp = SmtpEmail(host="127.0.0.1", port=closed, sender="disputes@example.com", timeout_seconds=2)
+    # A new resource, not a model_copy: Dagster builds a run's resources from their configuration.
+    no_review_queue = type(sqs)(**sqs.model_dump() | {"human_review_queue_url": sqs.human_review_queue_url + "-deleted"})
+    resources = build_test_resources(pg_url, no_review_queue, tmp_path) | {"email": unreachable_smtp}
+    store_events(db, [sample_event("CASE-1063")])
+
+    result = run_intake(DagsterInstance.ephemeral(), resources, ["CASE-1063"])
+
+    assert result.success  # a notification is never a reason to fail the proposal
+    state = db.fetch_one("SELECT status, proposal_version FROM workflow_states WHERE case_id = 'CASE-1063'")
+    assert state == {"status": "pending_review", "proposal_version": 1}
+    [failed] = db.fetch_all("SELECT details FROM audit_log WHERE case_id = 'CASE-1063' AND event = 'notification_failed'")
+    errors = failed["details"]["errors"]
+    assert "ConnectionRefusedError" in errors["email"] and "NonExistentQueue" in errors["review_queue"]
+    assert failed["details"]["sent"] == {} and failed["details"]["version"] == 1
+    assert db.fetch_all("SELECT 1 FROM audit_log WHERE event = 'reviewers_notified'") == []
+    assert [r["case_id"] for r in db.transact(repo.pending_reviews)] == ["CASE-1063"]  # listed for reviewers all the same
+    from dispute_platform_tests.conftest import drain
+
+    assert drain(sqs, sqs.human_review_queue_url) == []

@@ -78,6 +78,30 @@ def test_health_needs_no_token_and_reports_the_database(client):
     assert answer.status_code == 200 and answer.json()["database"] is True and answer.json()["version"]
 
 
+def test_health_answers_503_when_the_database_or_the_queue_is_unreachable(db, sqs):
+    import socket
+
+    from dispute_platform.store.db import Database
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]  # nothing listens there once the socket is closed
+    gone = sqs.model_copy(update={"dispute_events_queue_url": sqs.dispute_events_queue_url + "-deleted"})
+
+    no_queue = TestClient(create_app(db, limits=Limits(), queue_ping=gone.approximate_depth)).get("/health")
+    assert no_queue.status_code == 503
+    assert no_queue.json() | {"version": None} == {"status": "degraded", "database": True, "queue": False, "version": None}
+
+    unreachable = Database(f"postgresql://postgres@127.0.0.1:{closed}/postgres")
+    no_database = TestClient(create_app(unreachable, limits=Limits(), queue_ping=sqs.approximate_depth)).get("/health")
+    assert no_database.status_code == 503
+    assert no_database.json()["database"] is False and no_database.json()["queue"] is True
+    assert no_database.json()["status"] == "degraded"
+
+    healthy = TestClient(create_app(db, limits=Limits(), queue_ping=sqs.approximate_depth)).get("/health")
+    assert healthy.status_code == 200 and healthy.json()["status"] == "ok"  # the same probes, both up
+
+
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-a-token"}, {"Authorization": "Basic YTpi"}])
 def test_every_route_but_health_answers_401_without_a_valid_token(client, headers):
     for method, path in protected_routes(client.app):
@@ -118,6 +142,24 @@ def test_decision_answers_404_409_and_422_with_reasons(client, db):
     assert again.status_code == 409 and "not pending review" in again.json()["detail"]
     row = db.fetch_one("SELECT reviewer, source FROM review_decisions WHERE case_id = 'CASE-1063'")
     assert row == {"reviewer": "alice", "source": "api"}  # the token's name, not the body's
+
+
+def test_a_decision_may_name_the_dispute_by_its_workflow_run_id(client, db):
+    run_id = str(db.fetch_one("SELECT run_id FROM workflow_states WHERE case_id = 'CASE-1063'")["run_id"])
+    other = str(db.fetch_one("SELECT run_id FROM workflow_states WHERE case_id = 'CASE-1065'")["run_id"])
+
+    mismatch = client.post("/human-review/decision", headers=auth("alice"),
+                           json={"run_id": other, "case_id": "CASE-1063", "decision": "approved", "proposal_version": 1})  # fmt: skip
+    assert mismatch.status_code == 422 and "belongs to CASE-1065, not CASE-1063" in mismatch.json()["detail"]
+    assert db.fetch_all("SELECT 1 FROM review_decisions") == []
+
+    ok = client.post("/human-review/decision", headers=auth("alice"),
+                     json={"run_id": run_id, "decision": "approved", "proposal_version": 1})  # fmt: skip
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["case_id"] == "CASE-1063" and ok.json()["final"] is True
+    rows = db.fetch_all("SELECT case_id, reviewer, decision FROM review_decisions")
+    assert rows == [{"case_id": "CASE-1063", "reviewer": "alice", "decision": "approved"}]
+    assert db.fetch_one("SELECT status FROM workflow_states WHERE case_id = 'CASE-1063'")["status"] == "decided"
 
 
 def test_status_dispute_and_cost_routes(client, db):
