@@ -175,11 +175,11 @@ class Settings(BaseSettings):
         "days after it settled (Postgres keeps every row). Binds on a quiet platform; at volume the count below binds.",
     )
     partition_retention_max: int = Field(
-        default=10_000,
+        default=9_000,
         ge=0,
         description="At most this many settled disputes keep their partition (the newest); older ones are archived "
-        "even inside the window. With disputes in flight for about 1.5 days, 10,000 a day keeps about 15,000 in flight "
-        "+ 10,000 settled = 25,000 keys, well under Dagster's 100,000.",
+        "even inside the window. At 10,000 disputes a day, settled within 1-2 days: ~15,000 in flight + 9,000 settled "
+        "+ an hour of arrivals between passes = ~24,400 keys, under the 25,000 target (Dagster advises <= 100,000).",
     )
     archive_batch_size: int = Field(
         default=1_000, ge=1, description="Disputes one archive transaction marks and whose keys one batch deletes."
