@@ -48,6 +48,7 @@ PARTITION_TAG = "dagster/partition"
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 _PAGE = 5_000
+PASS_LOCK = "dispute_platform:archive_pass"
 _WORKERS = 4  # concurrent storage calls of one pass (each opens its own short connection)
 
 
@@ -161,7 +162,24 @@ def run_archive_pass(
     trigger: str = "schedule",
 ) -> ArchiveReport:
     """One archive pass (see the module docstring). A dry run decides and reports, and changes
-    nothing (no `archive_passes` row either)."""
+    nothing (no `archive_passes` row either). Passes take turns (a session lock): the schedule and
+    `dispute-platform archive` never select from each other's half-done batches."""
+    if dry_run:
+        return _archive_pass(db, instance, policy, batch_size=batch_size, now=now, dry_run=True, trigger=trigger)
+    with db.session_lock(PASS_LOCK, wait_seconds=900):
+        return _archive_pass(db, instance, policy, batch_size=batch_size, now=now, dry_run=False, trigger=trigger)
+
+
+def _archive_pass(
+    db: Database,
+    instance: DagsterInstance,
+    policy: RetentionPolicy,
+    *,
+    batch_size: int,
+    now: datetime | None,
+    dry_run: bool,
+    trigger: str,
+) -> ArchiveReport:
     began = time.perf_counter()
     keys = list(instance.get_dynamic_partitions(PARTITIONS_NAME))
     live = set(keys)

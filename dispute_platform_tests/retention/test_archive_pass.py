@@ -176,3 +176,20 @@ def test_dispute_archive_asset_reports_the_pass_as_metadata(db, pg_url, pg_insta
     meta = {k: v.value for k, v in mat.metadata.items()}
     assert meta["archived"] == 2 and meta["partitions_before"] == 3 and meta["partitions_after"] == 1
     assert pg_instance.get_dynamic_partitions("disputes") == [cases[0]]
+
+
+def test_two_passes_take_turns(db, pg_instance):
+    from dispute_platform.workflow.retention import PASS_LOCK
+
+    cases = open_disputes(db, 2)
+    pg_instance.add_dynamic_partitions("disputes", cases)
+    for case in cases:
+        settle(db, case, "completed", days_ago=40)
+    reports = []
+    with db.session_lock(PASS_LOCK):  # another pass is under way
+        second = threading.Thread(target=lambda: reports.append(run_archive_pass(db, pg_instance, POLICY)))
+        second.start()
+        wait_for_lock_waiter(db)
+        assert db.fetch_one("SELECT COUNT(*) AS n FROM workflow_states WHERE archived_at IS NOT NULL")["n"] == 0
+    second.join(60)
+    assert reports and reports[0].figures.archived == 2
