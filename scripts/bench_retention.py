@@ -27,8 +27,8 @@ partition set and Dagster's storage hold, and that the pass keeps them bounded w
 keeps every row. Real runs also write step and planned events (about 2-3x the rows per dispute); the
 pass deletes those with their runs all the same.
 
-Scale: the defaults (`--per-day 240 --days 18 --ticks-per-day 12`) finish in about 10 minutes on this
-2-core machine under the other helpers' load; the retention count and the 25,000 bound are scaled by
+Scale: the defaults (`--per-day 240 --days 12 --ticks-per-day 12`) finish in about 10 minutes on this
+2-core machine under the other helpers' load (load average ~7; `--days 18` took ~15); the retention count and the 25,000 bound are scaled by
 per_day / 10,000 (PARTITION_RETENTION_MAX 9,000 -> 216, bound 25,000 -> 600). Passes every 2 simulated
 hours are stricter than the hourly schedule (two hours of arrivals between passes, not one). What
 costs time is Dagster's storage, not the platform: on Postgres each key delete, run delete and
@@ -38,7 +38,7 @@ figure (hours). The output says which scale it ran at.
 `run_steady_state(args)` is importable (scripts/bench_scale.py calls it); `parse_args()` gives the
 defaults.
 
-Usage: python scripts/bench_retention.py [--days 18] [--per-day 240] [--ticks-per-day 12] [--per-run 250]
+Usage: python scripts/bench_retention.py [--days 12] [--per-day 240] [--ticks-per-day 12] [--per-run 250]
 """
 
 
@@ -63,7 +63,7 @@ DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--days", type=int, default=18, help="Simulated days (365: a year).")
+    parser.add_argument("--days", type=int, default=12, help="Simulated days (365: a year).")
     parser.add_argument("--per-day", type=int, default=240, help="Disputes a day (10000: the issue's figure).")
     parser.add_argument(
         "--ticks-per-day", type=int, default=12, help="Archive passes (and arrival batches) a day (the schedule: 24)."
@@ -218,7 +218,7 @@ def run_steady_state(args: argparse.Namespace) -> SteadyState:
     bound = args.bound if args.bound is not None else max(1, round(FULL_BOUND * scale))
     policy = RetentionPolicy(args.retention_days, retention_max)
     result = SteadyState(args=vars(args).copy(), bound=bound)
-    say = (lambda *_: None) if getattr(args, "quiet", False) else print
+    say = (lambda *_: None) if getattr(args, "quiet", False) else (lambda *a: print(*a, flush=True))
     say(
         f"steady-state simulation: {args.days} days x {args.per_day:,} disputes/day ({scale:.2%} of the issue's 10,000), "
         f"{args.ticks_per_day} archive passes/day, runs of {args.per_run}; retention {policy.days} days / newest "
