@@ -43,6 +43,7 @@ Usage: python scripts/bench_retention.py [--days 12] [--per-day 240] [--ticks-pe
 
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -185,7 +186,7 @@ def _arrive(db, instance, keys: list[str], when: datetime, per_run: int) -> None
         execute_values(
             cur,
             "INSERT INTO dispute_events (case_id, event_id, body, received_at) VALUES %s",
-            [(k, f"evt-{k}", '{"case_id": "%s"}' % k, when) for k in keys],
+            [(k, f"evt-{k}", json.dumps({"case_id": k}), when) for k in keys],
             page_size=1000,
         )
 

@@ -53,9 +53,7 @@ def keys_to_archive(
     newest `policy.max_settled` that settled within `policy.days` of `now` stay; the rest go.
     Ties in `settled_at` are broken by case id, so the answer does not depend on input order."""
     cutoff = now - timedelta(days=policy.days)
-    candidates = sorted(
-        (d for d in settled if d.status in FINAL and d.case_id not in in_flight), key=_newest_first, reverse=True
-    )
+    candidates = sorted((d for d in settled if d.status in FINAL and d.case_id not in in_flight), key=_newest_first, reverse=True)
     archive = [d for rank, d in enumerate(candidates) if rank >= policy.max_settled or d.settled_at < cutoff]
     return [d.case_id for d in reversed(archive)]
 

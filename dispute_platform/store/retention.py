@@ -57,7 +57,7 @@ def mark_archived(cur: Cursor, case_ids: Sequence[str], pass_id: int | None) -> 
     return marked
 
 
-def unarchive(cur: Cursor, case_id: str, reason: str, details: dict | None = None) -> bool:
+def unarchive(cur: Cursor, case_id: str, reason: str, details: dict[str, object] | None = None) -> bool:
     """Clear the archived mark (a new event arrived for the case): audited; the SQS sensor gives
     the key back. Returns whether the dispute was archived."""
     lock_case(cur, case_id)
@@ -81,9 +81,7 @@ def not_archived(cur: Cursor, case_ids: Sequence[str]) -> list[str]:
 
 
 def archived_counts(cur: Cursor) -> Row:
-    cur.execute(
-        "SELECT COUNT(*) AS disputes, COUNT(archived_at) AS archived FROM workflow_states"
-    )
+    cur.execute("SELECT COUNT(*) AS disputes, COUNT(archived_at) AS archived FROM workflow_states")
     row = cur.fetchone()
     assert row is not None
     return row
@@ -120,7 +118,7 @@ def record_pass(cur: Cursor, pass_id: int, figures: PassFigures, *, finished: bo
     values = asdict(figures)
     assignments = ", ".join(f"{name} = %({name})s" for name in values)
     cur.execute(
-        f"UPDATE archive_passes SET {assignments}{', finished_at = now()' if finished else ''} WHERE id = %(id)s",
+        f"UPDATE archive_passes SET {assignments}{', finished_at = now()' if finished else ''} WHERE id = %(id)s",  # noqa: S608 - column names are PassFigures fields
         {**values, "id": pass_id},
     )
 
@@ -128,4 +126,3 @@ def record_pass(cur: Cursor, pass_id: int, figures: PassFigures, *, finished: bo
 def recent_passes(cur: Cursor, limit: int = 10) -> list[Row]:
     cur.execute("SELECT * FROM archive_passes ORDER BY id DESC LIMIT %s", (limit,))
     return cur.fetchall()
-

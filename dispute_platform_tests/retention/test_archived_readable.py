@@ -21,7 +21,14 @@ from dispute_platform.settings import REPO_ROOT
 from dispute_platform.store import reviewers
 from dispute_platform.workflow.retention import run_archive_pass
 from dispute_platform_tests.integration.conftest import chroma_dir, seeded_chroma  # noqa: F401
-from dispute_platform_tests.integration.harness import build_test_resources, decide, run_intake, run_review, sample_event, store_events
+from dispute_platform_tests.integration.harness import (
+    build_test_resources,
+    decide,
+    run_intake,
+    run_review,
+    sample_event,
+    store_events,
+)
 from dispute_platform_tests.retention.conftest import settle
 
 pytestmark = pytest.mark.integration
