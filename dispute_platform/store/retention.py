@@ -80,6 +80,15 @@ def not_archived(cur: Cursor, case_ids: Sequence[str]) -> list[str]:
     return [r["case_id"] for r in cur.fetchall()]
 
 
+def archived_among(cur: Cursor, case_ids: Sequence[str]) -> list[str]:
+    """Of these case ids (keys still in the partition set), those already marked archived."""
+    cur.execute(
+        "SELECT case_id FROM workflow_states WHERE case_id = ANY(%s) AND archived_at IS NOT NULL ORDER BY case_id",
+        (list(case_ids),),
+    )
+    return [r["case_id"] for r in cur.fetchall()]
+
+
 def archived_counts(cur: Cursor) -> Row:
     cur.execute("SELECT COUNT(*) AS disputes, COUNT(archived_at) AS archived FROM workflow_states")
     row = cur.fetchone()

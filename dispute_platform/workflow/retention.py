@@ -11,7 +11,8 @@ One pass:
    back the key of any dispute re-opened while the batch ran; then deletes the finished runs whose
    every partition is now archived (`instance.delete_run`, which removes the run and all its event
    rows: the only supported way to remove event rows on SQL storage in 1.13.27);
-4. records the pass in `archive_passes`.
+4. records the pass in `archive_passes`. A pass that stopped between a mark and its deletes is
+   finished by the next: keys of disputes already marked archived go first.
 
 What Dagster keeps (1.13.27, Postgres or SQLite storage): `wipe_asset_partitions` raises
 NotImplementedError there, and `wipe_asset` only hides a whole asset's history; so events are
@@ -193,11 +194,16 @@ def _archive_pass(
 
     pass_id = db.transact(lambda cur: store.start_pass(cur, trigger, policy.days, policy.max_settled))
     report = ArchiveReport(pass_id, False, figures, selected_keys=chosen)
+    # Marked archived but still holding a key: a pass that stopped between its mark and its delete.
+    stranded = db.transact(lambda cur: store.archived_among(cur, keys))
     try:
-        for batch in chunks(chosen, batch_size):
-            marked = db.transact(lambda cur, batch=batch: store.mark_archived(cur, batch, pass_id))
-            figures.archived += len(marked)
-            figures.skipped_changed += len(batch) - len(marked)
+        for batch, resumed in [(stranded, True)] * bool(stranded) + [(b, False) for b in chunks(chosen, batch_size)]:
+            if resumed:
+                marked = list(batch)
+            else:
+                marked = db.transact(lambda cur, batch=batch: store.mark_archived(cur, batch, pass_id))
+                figures.archived += len(marked)
+                figures.skipped_changed += len(batch) - len(marked)
             present = [key for key in marked if key in live]
             delete_keys(instance, present)
             live.difference_update(present)

@@ -193,3 +193,25 @@ def test_two_passes_take_turns(db, pg_instance):
         assert db.fetch_one("SELECT COUNT(*) AS n FROM workflow_states WHERE archived_at IS NOT NULL")["n"] == 0
     second.join(60)
     assert reports and reports[0].figures.archived == 2
+
+
+def test_a_pass_that_stopped_after_its_mark_is_finished_by_the_next(db, pg_instance, monkeypatch):
+    cases = open_disputes(db, 2)
+    pg_instance.add_dynamic_partitions("disputes", cases)
+    for case in cases:
+        settle(db, case, "completed", days_ago=40)
+
+    def storage_down(name: str, key: str) -> None:
+        raise ConnectionError("Dagster storage went away")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pg_instance, "delete_dynamic_partition", storage_down)
+        with pytest.raises(ConnectionError):
+            run_archive_pass(db, pg_instance, POLICY)
+    failed = db.fetch_one("SELECT * FROM archive_passes ORDER BY id LIMIT 1")
+    assert failed["archived"] == 2 and "ConnectionError" in failed["error"] and failed["finished_at"] is not None
+    assert len(pg_instance.get_dynamic_partitions("disputes")) == 2  # marked, keys still there
+
+    report = run_archive_pass(db, pg_instance, POLICY)
+    assert report.figures.keys_deleted == 2 and report.figures.archived == 0
+    assert pg_instance.get_dynamic_partitions("disputes") == []
