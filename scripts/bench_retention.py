@@ -27,13 +27,14 @@ partition set and Dagster's storage hold, and that the pass keeps them bounded w
 keeps every row. Real runs also write step and planned events (about 2-3x the rows per dispute); the
 pass deletes those with their runs all the same.
 
-Scale: the defaults (`--per-day 240 --days 12 --ticks-per-day 12`) finish in about 10 minutes on this
-2-core machine under the other helpers' load (load average ~7; `--days 18` took ~15); the retention count and the 25,000 bound are scaled by
-per_day / 10,000 (PARTITION_RETENTION_MAX 9,000 -> 216, bound 25,000 -> 600). Passes every 2 simulated
-hours are stricter than the hourly schedule (two hours of arrivals between passes, not one). What
-costs time is Dagster's storage, not the platform: on Postgres each key delete, run delete and
-listing opens its own connection. `--per-day 10000 --days 365 --ticks-per-day 24` is the full
-figure (hours). The output says which scale it ran at.
+Scale: the defaults (`--per-day 240 --days 12 --ticks-per-day 12`) finish in about 10 minutes on
+this 2-core machine under the other helpers' load (load average ~7; `--days 18` took 989 s). The
+retention count and the 25,000 bound are scaled by per_day / 10,000 (PARTITION_RETENTION_MAX
+9,000 -> 216, bound 25,000 -> 600). Passes every 2 simulated hours are stricter than the hourly
+schedule (two hours of arrivals between passes, not one). What costs time is Dagster's storage,
+not the platform: on Postgres each key delete, run delete and listing opens its own connection.
+`--per-day 10000 --days 365 --ticks-per-day 24` is the full figure (hours). The output says which
+scale it ran at.
 
 `run_steady_state(args)` is importable (scripts/bench_scale.py calls it); `parse_args()` gives the
 defaults.
