@@ -441,6 +441,7 @@ def status() -> None:
 
 
 # --- commands whose bodies live in dispute_platform/commands/ ------------------------------------
+from dispute_platform.commands.archive import archive_command  # noqa: E402
 from dispute_platform.commands.cfpb import import_cfpb_command  # noqa: E402
 from dispute_platform.commands.evaluate import evaluate_command  # noqa: E402
 from dispute_platform.commands.costs import costs_command  # noqa: E402
@@ -448,7 +449,7 @@ from dispute_platform.commands.doctor import doctor_command  # noqa: E402
 from dispute_platform.commands.reembed import reembed_command  # noqa: E402
 from dispute_platform.commands.serve import serve_command  # noqa: E402
 
-for _command in (import_cfpb_command, evaluate_command, doctor_command, costs_command, reembed_command, serve_command):
+for _command in (archive_command, import_cfpb_command, evaluate_command, doctor_command, costs_command, reembed_command, serve_command):
     main.add_command(_command)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagster import Definitions, EnvVar, in_process_executor
+from dagster import DefaultScheduleStatus, Definitions, EnvVar, ScheduleDefinition, define_asset_job, in_process_executor
 
 from dispute_platform.assets.disputes import (
     ai_proposal,
@@ -20,6 +20,7 @@ from dispute_platform.assets.disputes import (
     review_decision,
 )
 from dispute_platform.assets.knowledge import company_policies, historical_resolutions, proposal_calibration
+from dispute_platform.assets.retention import dispute_archive
 from dispute_platform.checks import cap_checks
 from dispute_platform.resources.email import OutboxEmail, SmtpEmail
 from dispute_platform.resources.limits import Limits
@@ -80,6 +81,22 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     }
 
 
+archive_job = define_asset_job(
+    "dispute_archive_job",
+    selection=[dispute_archive],
+    tags={"dispute_platform/step": "archive"},
+    description="One archive pass over the disputes partition set.",
+)
+hourly_archive = ScheduleDefinition(
+    name="hourly_dispute_archive",
+    job=archive_job,
+    cron_schedule=get_settings().archive_cron,
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Archives settled disputes past the retention window (PARTITION_RETENTION_DAYS / _MAX) in batches: "
+    "keeps Dagster's partition set bounded; never a dispute in flight.",
+)
+
 # Platform logs (dispute_platform.*) to LOG_DIR/workflow.log in every process that loads the
 # definitions; Dagster's per-run logs reach the same file through dagster.yaml's python_logs.
 install_workflow_log()
@@ -96,11 +113,12 @@ defs = Definitions(
         historical_resolutions,
         proposal_calibration,
         *operations_assets,
+        dispute_archive,
     ],
     asset_checks=cap_checks,
     sensors=[sqs_dispute_sensor, review_decision_sensor, *operations_sensors],
-    schedules=operations_schedules,
-    jobs=operations_jobs,
+    schedules=[*operations_schedules, hourly_archive],
+    jobs=[*operations_jobs, archive_job],
     resources=build_resources(get_settings()),
     # A run carries many disputes; one process for all its steps avoids paying imports per step.
     executor=in_process_executor,

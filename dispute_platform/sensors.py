@@ -98,22 +98,38 @@ def sqs_dispute_sensor(context: SensorEvaluationContext, sqs: SQSResource, postg
     )
     cursor = int(context.cursor or 0)
     max_new = settings.disputes_per_run * 10
-    new = db.transact(lambda cur: repo.new_disputes_after(cur, cursor, max_new))
+    new, returning, upto = db.transact(lambda cur: events_since(cur, cursor, max_new))
     context.log.info(
         f"received {stats.received} ({stats.stored} new, {stats.duplicates} redelivered, {stats.rejected} rejected) "
-        f"in {stats.seconds}s; {len(new)} new dispute(s)"
+        f"in {stats.seconds}s; {len(new)} new dispute(s), {len(returning)} known case(s) with a new event"
     )
-    if not new:
+    if not new and not returning:
         return SkipReason(f"no new disputes ({stats.received} messages, {stats.rejected} rejected)")
     keys = [d.case_id for d in new]
     # One listing per tick: asking the instance key by key costs a query each (13 s per 1,000).
     known = set(context.instance.get_dynamic_partitions(disputes_partitions.name))
     existing = {k for k in keys if k in known}
+    # A known case whose key the archive pass removed gets it back (intake cleared its archived_at
+    # when the event was stored). It starts no run, as for any known case with a new event.
+    restored = sorted({r.case_id for r in returning if r.case_id not in known})
+    if restored:
+        context.log.info(f"{len(restored)} archived case(s) came back; their partitions are added again: {restored[:10]}")
+    if not new and not restored:
+        return SensorResult(skip_reason=SkipReason("no new disputes; known cases' new events need nothing"), cursor=str(upto))
     return SensorResult(
-        dynamic_partitions_requests=[disputes_partitions.build_add_request([k for k in keys if k not in existing])],
+        dynamic_partitions_requests=[disputes_partitions.build_add_request([k for k in keys if k not in existing] + restored)],
         run_requests=intake_run_requests(new, existing, settings.disputes_per_run),
-        cursor=str(max(d.first_event_id for d in new)),
+        cursor=str(upto),
     )
+
+
+def events_since(cur, cursor: int, max_new: int) -> tuple[list[repo.NewDispute], list[repo.ReturningDispute], int]:
+    """New disputes after `cursor` (at most `max_new`), the known cases with a new event up to the
+    same point, and that point (the next cursor): the last new dispute's first event when the
+    batch was cut, else the last event stored."""
+    new = repo.new_disputes_after(cur, cursor, max_new)
+    upto = new[-1].first_event_id if len(new) >= max_new else max(repo.last_event_id(cur), cursor)
+    return new, repo.returning_disputes_between(cur, cursor, upto), upto
 
 
 

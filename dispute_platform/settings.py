@@ -170,6 +170,23 @@ class Settings(BaseSettings):
     )
     cost_report_cron: str = Field(default="0 6 * * *", description="When the cost report is rebuilt (cron, UTC).")
     cost_report_days: int = Field(default=30, ge=0, description="Days the scheduled cost report covers (0: all).")
+    partition_retention_days: int = Field(
+        default=30,
+        ge=0,
+        description="A settled dispute (executed, rejected, invalid, completed) leaves Dagster's partition set this many "
+        "days after it settled (Postgres keeps every row). Binds on a quiet platform; at volume the count below binds.",
+    )
+    partition_retention_max: int = Field(
+        default=9_000,
+        ge=0,
+        description="At most this many settled disputes keep their partition (the newest); older ones are archived "
+        "even inside the window. At 10,000 disputes a day, settled within 1-2 days: ~15,000 in flight + 9,000 settled "
+        "+ an hour of arrivals between passes = ~24,400 keys, under the 25,000 target (Dagster advises <= 100,000).",
+    )
+    archive_batch_size: int = Field(
+        default=1_000, ge=1, description="Disputes one archive transaction marks and whose keys one batch deletes."
+    )
+    archive_cron: str = Field(default="17 * * * *", description="When the archive pass runs (cron, UTC; hourly).")
 
     @property
     def home(self) -> Path:

@@ -278,6 +278,8 @@ def create_app(
             "proposal_version": state["proposal_version"],
             "updated_at": state["updated_at"].isoformat(),
             "completed_at": state["completed_at"].isoformat() if state["completed_at"] else None,
+            # Archived: out of Dagster's partition set (retention); every row here is kept.
+            "archived_at": state["archived_at"].isoformat() if state["archived_at"] else None,
             "steps": _steps(state["case_id"]),
         }
 
@@ -300,6 +302,7 @@ def create_app(
             "decisions": [_jsonable(d) for d in db.transact(lambda cur: reviewer_store.decisions_for(cur, case_id))],
             "executions": [_jsonable(e) for e in db.transact(lambda cur: executions_for(cur, case_id))],
             "final_resolution": state["final_resolution"],
+            "archived_at": state["archived_at"].isoformat() if state["archived_at"] else None,
             "steps": _steps(case_id),
         }
 

@@ -16,6 +16,7 @@ from typing import Any
 from dispute_platform.domain.models import DisputeEvent
 from dispute_platform.store.audit import audit, audit_trail, jsonb  # noqa: F401 - re-exported
 from dispute_platform.store.db import Cursor, Row
+from dispute_platform.store.retention import unarchive
 
 # Fixed namespace: a case's workflow id (run_id) is the same on every machine and every retry.
 WORKFLOW_NAMESPACE = uuid.UUID("5f1b7c1e-6a53-4c8e-9d0b-2f1f0e0d5a11")
@@ -81,6 +82,9 @@ def record_accepted(cur: Cursor, accepted: Sequence[AcceptedEvent]) -> list[str]
             "event_received" if first else "event_received_for_known_case",
             {"event_id": event.effective_event_id(), "message_id": item.message_id},
         )
+        if not first:
+            # A case that comes back gets its partition again (the SQS sensor re-adds the key).
+            unarchive(cur, event.case_id, "new event", {"event_id": event.effective_event_id()})
     return stored
 
 
@@ -124,6 +128,31 @@ def new_disputes_after(cur: Cursor, cursor: int, limit: int) -> list[NewDispute]
         (cursor, limit),
     )
     return [NewDispute(row["case_id"], row["first_id"]) for row in cur.fetchall()]
+
+
+@dataclass(frozen=True)
+class ReturningDispute:
+    case_id: str
+    event_id: int
+
+
+def returning_disputes_between(cur: Cursor, after: int, upto: int) -> list[ReturningDispute]:
+    """Known cases (first event at or before `after`) with a new event in (`after`, `upto`]:
+    the SQS sensor gives back the partition of any that was archived."""
+    cur.execute(
+        """SELECT e.case_id, MAX(e.id) AS last_id FROM dispute_events e
+           WHERE e.id > %s AND e.id <= %s
+             AND EXISTS (SELECT 1 FROM dispute_events p WHERE p.case_id = e.case_id AND p.id <= %s)
+           GROUP BY e.case_id ORDER BY MAX(e.id)""",
+        (after, upto, after),
+    )
+    return [ReturningDispute(row["case_id"], row["last_id"]) for row in cur.fetchall()]
+
+
+def last_event_id(cur: Cursor) -> int:
+    cur.execute("SELECT COALESCE(MAX(id), 0) AS last_id FROM dispute_events")
+    row = cur.fetchone()
+    return int(row["last_id"]) if row else 0
 
 
 def first_event(cur: Cursor, case_id: str) -> Row | None:
