@@ -19,14 +19,14 @@ def archive_command(dry_run: bool) -> None:
     from dagster import DagsterInstance
     from rich.table import Table
 
-    from dispute_platform.cli import _migrate, console, local_services
+    from dispute_platform.commands.shell import console, local_services, migrate
     from dispute_platform.domain.retention import RetentionPolicy
     from dispute_platform.settings import get_settings
     from dispute_platform.store.db import Database
     from dispute_platform.workflow.retention import run_archive_pass
 
     with local_services(verbose=False):
-        _migrate(verbose=False)
+        migrate(verbose=False)
         settings = get_settings()
         policy = RetentionPolicy(settings.partition_retention_days, settings.partition_retention_max)
         db = Database(os.environ["DATABASE_URL"], maxconn=2)
