@@ -1,4 +1,5 @@
-"""The one Definitions object: assets, checks, sensors, schedules and the resources behind them.
+"""The one Definitions object: assets (with the cap checks declared on ai_proposal), sensors,
+schedules and the resources behind them.
 
 This is the composition root: configuration (the environment) chooses each resource's
 implementation here, once; nothing below it asks which implementation it got. Secrets are passed
@@ -20,7 +21,6 @@ from dispute_platform.assets.disputes import (
     review_decision,
 )
 from dispute_platform.assets.knowledge import company_policies, historical_resolutions, proposal_calibration
-from dispute_platform.checks import cap_checks
 from dispute_platform.resources.email import OutboxEmail, SmtpEmail
 from dispute_platform.resources.limits import Limits
 from dispute_platform.resources.llm import OpenAIProposer, PrecedentProposer
@@ -97,7 +97,6 @@ defs = Definitions(
         proposal_calibration,
         *operations_assets,
     ],
-    asset_checks=cap_checks,
     sensors=[sqs_dispute_sensor, review_decision_sensor, *operations_sensors],
     schedules=operations_schedules,
     jobs=operations_jobs,
