@@ -51,9 +51,24 @@ CAP_CHECK_SPECS = [
 
 
 def cap_check_evaluations(
-    checked: dict[str, CheckedProposal], selected: set[AssetCheckKey] | frozenset[AssetCheckKey]
+    checked: dict[str, CheckedProposal],
+    unchecked: dict[str, str],
+    selected: set[AssetCheckKey] | frozenset[AssetCheckKey],
 ) -> Iterator[AssetCheckEvaluation]:
-    """One evaluation per dispute and selected cap, with that dispute's figure and cap only."""
+    """One evaluation per dispute and selected cap, with that dispute's figure and cap only.
+
+    A dispute of the run with no proposal (`unchecked`: case id -> why) has nothing over a cap;
+    it gets a passing evaluation that says so. Without one, Dagster leaves its planned evaluation
+    "Skipped", and as the Checks list shows the latest planned partition, the list would
+    contradict the detail beside it."""
+    for case_id, why in unchecked.items():
+        for name in CAP_NAMES:
+            if AssetCheckKey(AI_PROPOSAL, name) in selected:
+                yield AssetCheckEvaluation(
+                    asset_key=AI_PROPOSAL, check_name=name, passed=True, partition=case_id,
+                    metadata={"checked": "no proposal", "reason": why},
+                    description=f"{case_id}: no proposal to check ({why})",
+                )  # fmt: skip
     for case_id, proposal in checked.items():
         for result in proposal.caps:
             if AssetCheckKey(AI_PROPOSAL, result.name) not in selected:

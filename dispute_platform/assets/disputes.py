@@ -335,10 +335,12 @@ def ai_proposal(
         results = list(pool.map(one, todo))
 
     failures: dict[str, str] = {}
+    skipped_why_failed: dict[str, str] = {}
     for key, outcome, started in results:
         if isinstance(outcome, Exception):
             reason = f"{outcome.__class__.__name__}: {outcome}"
             failures[key] = reason
+            skipped_why_failed[key] = f"proposal failed: {reason}"
             db.transact(lambda cur, key=key, reason=reason: (
                 transition(cur, key, Status.PROPOSAL_FAILED, "ai_proposal", reason, allowed_from=allowed,
                            run_id=context.run_id)
@@ -412,18 +414,19 @@ def ai_proposal(
                 "summary": MetadataValue.md(proposal_markdown(outcome, version)),
             },
         )
+    skipped_why: dict[str, str] = dict(skipped_why_failed)
     for key in keys:
         if key not in todo:
             state = states.get(key, {})
             status = state.get("status", "no workflow state")
-            yield _skipped(
-                key, f"dispute is {status}" + (f" ({state['status_reason']})" if state.get("status_reason") else "")
-            )
+            skipped_why[key] = f"dispute is {status}" + (f" ({state['status_reason']})" if state.get("status_reason") else "")
+            yield _skipped(key, skipped_why[key])
     # The cap checks: one evaluation for the whole run (every dispute of the range that has a
     # proposal, this run's or an earlier one), recorded per dispute. A failing dispute is blocked
     # in Postgres; the run goes on for the others.
     checked = evaluate_stored(db, keys, limits.caps, context.run_id)
-    yield from cap_check_evaluations(checked, set(context.selected_asset_check_keys))
+    unchecked = {k: skipped_why.get(k, "no proposal on record") for k in keys if k not in checked}
+    yield from cap_check_evaluations(checked, unchecked, set(context.selected_asset_check_keys))
     over = sorted(k for k, c in checked.items() if not c.passed)
     if over:
         context.log.warning(f"cap checks: {len(over)} of {len(checked)} disputes over a cap, blocked: {over[:20]}")

@@ -73,7 +73,8 @@ def test_one_dispute_over_the_cost_cap_is_blocked_and_the_run_succeeds(db, batch
     # One evaluation per dispute with a proposal and per cap, each with that dispute's figures.
     evaluations = {(e.partition, e.check_name): e for e in result.get_asset_check_evaluations()}
     proposed = ["CASE-1063", "CASE-1065", "CASE-1025"]
-    assert sorted(evaluations) == sorted((c, n) for c in proposed for n in CAP_NAMES)
+    assert sorted(evaluations) == sorted((c, n) for c in CASES for n in CAP_NAMES)
+    assert all(evaluations[("CASE-1060", n)].metadata["checked"].text == "no proposal" for n in CAP_NAMES)
     failed = sorted(k for k, e in evaluations.items() if not e.passed)
     assert failed == [(OVER, "cost_within_cap")]
     cost = evaluations[(OVER, "cost_within_cap")]
@@ -133,8 +134,12 @@ def test_a_dispute_stopped_by_validation_is_skipped_with_its_reason(db, batch):
     reason = db.fetch_one("SELECT status_reason FROM workflow_states WHERE case_id = 'CASE-1060'")["status_reason"]
     assert observation.description.startswith("skipped: dispute is invalid") and reason and reason in observation.description
     assert observation.metadata["status"].text == "skipped"
-    # Its checks have nothing to check: no evaluation, the UI shows them skipped for that partition.
+    # Its checks have no proposal to check, and say so (not left "Skipped" beside the others).
     for name in CAP_NAMES:
-        assert check_record(instance, name, "CASE-1060").status == AssetCheckExecutionRecordStatus.PLANNED
+        record = check_record(instance, name, "CASE-1060")
+        assert record.status == AssetCheckExecutionRecordStatus.SUCCEEDED
+        evaluation = record.event.dagster_event.asset_check_evaluation_data
+        assert evaluation.description.startswith("CASE-1060: no proposal to check (dispute is invalid")
+    assert not db.fetch_all("SELECT 1 FROM check_results WHERE case_id = 'CASE-1060'")  # nothing execution could use
     # enriched_context, which made the verdict, is materialized with it.
     assert "CASE-1060" in instance.get_materialized_partitions(AssetKey("enriched_context"))

@@ -28,7 +28,7 @@ from dispute_platform.daemon_status import DaemonState
 from dispute_platform.settings import REPO_ROOT
 from dispute_platform.store import repo
 from dispute_platform.workflow.knowledge import read_seed_history
-from dispute_platform_tests.integration.daemon import api_server
+from dispute_platform_tests.integration.daemon import api_server, dagster_webserver
 from dispute_platform_tests.integration.harness import (
     build_test_resources,
     refunds,
@@ -359,3 +359,95 @@ def test_screenshots_are_committed_for_the_readme():
     readme = (REPO_ROOT / "README.md").read_text()
     for name in ("desk-queue.png", "desk-dispute.png"):
         assert (REPO_ROOT / "docs" / name).is_file() and f"docs/{name}" in readme
+
+
+# --- the Dagster UI: one dispute's partition page tells that dispute's truth -------------------
+
+UI_CASES = ["CASE-1063", "CASE-1065", "CASE-1025", "CASE-1060"]
+#            full_refund 49  credit 125   full_refund 490  invalid (outside the window)
+UI_OVER = "CASE-1065"  # already spent $0.002 on the model: over the $0.001 per-dispute cost cap
+
+
+@pytest.fixture
+def dagster_ui(db, sqs, pg_url, tmp_path, chroma_dir, monkeypatch):
+    """A small intake run on a Postgres-backed Dagster instance (as deployed), then
+    dagster-webserver over the project's workspace on that instance."""
+    import yaml
+
+    from dispute_platform.local import dagster_yaml
+    from dispute_platform.store.db import sqlalchemy_url
+    from dispute_platform.store.scratch import scratch_database
+
+    with scratch_database(pg_url, "dp_dagster_ui") as dagster_db:
+        home = tmp_path / "dagster_home"
+        home.mkdir()
+        (home / "dagster.yaml").write_text(yaml.safe_dump({k: v for k, v in dagster_yaml().items() if k != "python_logs"}))
+        monkeypatch.setenv("DAGSTER_POSTGRES_URL", sqlalchemy_url(dagster_db))
+        instance = DagsterInstance.from_config(str(home))
+        try:
+            resources = build_test_resources(pg_url, sqs, tmp_path)
+            store_events(db, [sample_event(c) for c in UI_CASES])
+            db.transact(lambda cur: cur.execute("UPDATE workflow_states SET llm_cost = 0.002 WHERE case_id = %s", (UI_OVER,)))
+            result = run_intake(instance, resources, UI_CASES)
+            assert result.success  # the dispute over a cap does not fail the batch run
+            env = {
+                **os.environ,
+                "DAGSTER_HOME": str(home),
+                "DAGSTER_POSTGRES_URL": sqlalchemy_url(dagster_db),
+                "DATABASE_URL": pg_url,
+                "DISPUTE_PLATFORM_HOME": str(tmp_path / "platform_home"),
+                "CHROMA_DB_PATH": str(tmp_path / "chroma"),
+                "EMAIL_OUTBOX": str(tmp_path / "outbox"),
+                "SQS_ENDPOINT_URL": sqs.endpoint_url,
+                "DISPUTE_EVENTS_QUEUE_URL": sqs.dispute_events_queue_url,
+                "HUMAN_REVIEW_NOTIFICATIONS_QUEUE_URL": sqs.human_review_queue_url,
+                "DAGSTER_DISABLE_TELEMETRY": "1",
+            }
+            with dagster_webserver(env, tmp_path / "webserver.log") as url:
+                yield url, result
+        finally:
+            instance.dispose()
+
+
+def _dagster_page(page, url: str, wait_for: str) -> None:
+    """Open a Dagster UI page and wait until `wait_for` shows (the UI loads its data after the
+    page); dismiss the first-visit community dialog if it covers the page."""
+    page.goto(url)
+    page.get_by_text(wait_for, exact=False).first.wait_for(timeout=90_000)
+    skip = page.get_by_role("button", name="Skip")
+    if skip.count():
+        skip.first.click()
+    page.wait_for_timeout(1500)  # the rest of the panel (metadata tables, plots) settles
+
+
+def test_the_dagster_ui_shows_one_disputes_own_figures_and_checks(browser, dagster_ui, screenshots):
+    url, result = dagster_ui
+    context, page = new_page(browser, viewport=(1440, 1100))
+    out = Path("/tmp/uitruth/explore")
+    out.mkdir(exist_ok=True)
+
+    # The partition page of the dispute over the cost cap: its own proposal and figures.
+    _dagster_page(page, url + f"/assets/ai_proposal?view=partitions&partition={UI_OVER}", "auto_approval")
+    text = page.locator("body").inner_text()
+    (out / "partition.txt").write_text(text)
+    assert "Materialized (3)" in text and "Missing (1)" in text  # the invalid dispute is not a green proposal
+    assert "blocked by a cap" in text and "credit 125.00 USD" in text and "876" in text  # its status, proposal, tokens
+    assert "skipped" not in text and "max_figure" not in text and "proposed 3" not in text  # no batch figures
+    page.screenshot(path=str(screenshots / "dagster-partition.png"), full_page=True)
+
+    # The cost check's history: one verdict per dispute, the one over the cap failed.
+    _dagster_page(page, url + "/assets/ai_proposal?view=checks&checkDetail=cost_within_cap", "Latest execution")
+    page.get_by_text("Execution history", exact=True).first.click()
+    page.wait_for_timeout(3000)
+    text = page.locator("body").inner_text()
+    (out / "history.txt").write_text(text)
+    page.screenshot(path=str(out / "history.png"), full_page=True)
+    page.get_by_text("Partitions", exact=True).last.click()
+    page.wait_for_timeout(3000)
+    (out / "check_partitions.txt").write_text(page.locator("body").inner_text())
+    page.screenshot(path=str(out / "check_partitions.png"), full_page=True)
+
+    # The invalid dispute: no materialization, an observation that says why.
+    _dagster_page(page, url + "/assets/ai_proposal?view=events&partition=CASE-1060", "skipped: dispute is invalid")
+    page.screenshot(path=str(out / "skipped.png"), full_page=True)
+    context.close()

@@ -75,9 +75,12 @@ def test_checks_pass_with_their_figures_and_are_recorded(db, proposed):
     _, _, result = proposed
     evaluations = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     proposals = {r["case_id"]: r["version"] for r in db.fetch_all("SELECT case_id, version FROM proposals")}
-    # One evaluation per dispute with a proposal and per cap, each naming its dispute.
-    assert sorted((e.partition, e.check_name) for e in evaluations) == sorted((case_id, name) for case_id in proposals for name in (
+    # One evaluation per dispute and per cap, each naming its dispute; a dispute with no proposal
+    # (stopped by validation) says it had nothing to check.
+    keys = {e["case_id"] for e in sample_events()}
+    assert sorted((e.partition, e.check_name) for e in evaluations) == sorted((case_id, name) for case_id in keys for name in (
         "input_tokens_within_cap", "output_tokens_within_cap", "cost_within_cap", "amount_within_refundable"))  # fmt: skip
+    assert {e.partition for e in evaluations if "checked" in e.metadata} == keys - set(proposals)
     assert all(e.passed for e in evaluations)
     tokens = next(e for e in evaluations if e.check_name == "input_tokens_within_cap" and e.partition == "CASE-1063")
     assert tokens.metadata["cap"].value == 2075 and 0 < tokens.metadata["figure"].value <= 2075
