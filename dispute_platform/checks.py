@@ -21,9 +21,12 @@ included.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
-from dagster import AssetCheckEvaluation, AssetCheckKey, AssetCheckSpec, AssetKey
+from dagster import AssetCheckEvaluation, AssetCheckKey, AssetCheckSpec, AssetKey, AssetRecordsFilter, DagsterInstance
+
+# Not exported at the top level in 1.13; what AssetCheckResult fills in for a single partition.
+from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
 
 from dispute_platform.domain.caps import CAP_NAMES
 from dispute_platform.partitions import disputes_partitions
@@ -54,13 +57,16 @@ def cap_check_evaluations(
     checked: dict[str, CheckedProposal],
     unchecked: dict[str, str],
     selected: set[AssetCheckKey] | frozenset[AssetCheckKey],
+    targets: Mapping[str, AssetCheckEvaluationTargetMaterializationData] | None = None,
 ) -> Iterator[AssetCheckEvaluation]:
     """One evaluation per dispute and selected cap, with that dispute's figure and cap only.
 
     A dispute of the run with no proposal (`unchecked`: case id -> why) has nothing over a cap;
     it gets a passing evaluation that says so. Without one, Dagster leaves its planned evaluation
     "Skipped", and as the Checks list shows the latest planned partition, the list would
-    contradict the detail beside it."""
+    contradict the detail beside it. `targets` links each verdict to the dispute's latest
+    materialization (the check's Partitions tab counts only verdicts on the latest one)."""
+    targets = targets or {}
     for case_id, why in unchecked.items():
         for name in CAP_NAMES:
             if AssetCheckKey(AI_PROPOSAL, name) in selected:
@@ -78,6 +84,7 @@ def cap_check_evaluations(
                 check_name=result.name,
                 passed=result.passed,
                 partition=case_id,
+                target_materialization_data=targets.get(case_id),
                 metadata={
                     "figure": float(result.figure),
                     "cap": float(result.cap),
@@ -91,3 +98,19 @@ def cap_check_evaluations(
                     else f"{case_id}: {result.figure} over the cap {result.cap}; the dispute is blocked and can not be executed"
                 ),
             )
+
+
+def latest_materializations(instance: DagsterInstance, keys: list[str]) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
+    """Each dispute's latest ai_proposal materialization (this run's, or an earlier one for a
+    dispute skipped now), read in one query."""
+    if not keys:
+        return {}
+    records = instance.fetch_materializations(AssetRecordsFilter(asset_key=AI_PROPOSAL, asset_partitions=keys), limit=len(keys) * 4)
+    targets: dict[str, AssetCheckEvaluationTargetMaterializationData] = {}
+    for record in records.records:  # newest first
+        partition = record.partition_key
+        if partition is not None and partition not in targets:
+            targets[partition] = AssetCheckEvaluationTargetMaterializationData(
+                storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+            )
+    return targets

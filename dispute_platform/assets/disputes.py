@@ -36,7 +36,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from dispute_platform.checks import CAP_CHECK_SPECS, cap_check_evaluations
+from dispute_platform.checks import CAP_CHECK_SPECS, cap_check_evaluations, latest_materializations
 from dispute_platform.domain.models import DisputeEvent, EnrichedContext
 from dispute_platform.domain.states import INTAKE_MAY_RUN, PROPOSAL_MAY_REGENERATE, PROPOSAL_MAY_RUN, Status
 from dispute_platform.partitions import disputes_partitions
@@ -426,7 +426,8 @@ def ai_proposal(
     # in Postgres; the run goes on for the others.
     checked = evaluate_stored(db, keys, limits.caps, context.run_id)
     unchecked = {k: skipped_why.get(k, "no proposal on record") for k in keys if k not in checked}
-    yield from cap_check_evaluations(checked, unchecked, set(context.selected_asset_check_keys))
+    targets = latest_materializations(context.instance, list(checked))
+    yield from cap_check_evaluations(checked, unchecked, set(context.selected_asset_check_keys), targets)
     over = sorted(k for k, c in checked.items() if not c.passed)
     if over:
         context.log.warning(f"cap checks: {len(over)} of {len(checked)} disputes over a cap, blocked: {over[:20]}")

@@ -1,8 +1,12 @@
 """Issue 15: the review desk in a real browser (Playwright driving Debian's chromium) against the
 real endpoint on a socket, real Postgres, the moto SQS endpoint and a real Chroma folder.
 
-Screenshots of the queue and of a dispute's page go to a temporary folder, or to docs/ (the ones
-the README shows) when UPDATE_SCREENSHOTS=1.
+The Dagster UI too: after a small intake run on a Postgres-backed instance, dagster-webserver over
+the workspace, ai_proposal's partition page of one dispute (its own figures) and the cost check's
+verdicts per dispute.
+
+Screenshots of the queue, of a dispute's page and of the two Dagster UI pages go to a temporary
+folder, or to docs/ (the ones the README shows) when UPDATE_SCREENSHOTS=1.
 """
 
 from __future__ import annotations
@@ -357,7 +361,7 @@ def test_the_desk_says_when_no_daemon_executes_decisions(browser, db, world):
 
 def test_screenshots_are_committed_for_the_readme():
     readme = (REPO_ROOT / "README.md").read_text()
-    for name in ("desk-queue.png", "desk-dispute.png"):
+    for name in ("desk-queue.png", "desk-dispute.png", "dagster-partition.png", "dagster-checks.png"):
         assert (REPO_ROOT / "docs" / name).is_file() and f"docs/{name}" in readme
 
 
@@ -423,31 +427,41 @@ def _dagster_page(page, url: str, wait_for: str) -> None:
 def test_the_dagster_ui_shows_one_disputes_own_figures_and_checks(browser, dagster_ui, screenshots):
     url, result = dagster_ui
     context, page = new_page(browser, viewport=(1440, 1100))
-    out = Path("/tmp/uitruth/explore")
-    out.mkdir(exist_ok=True)
 
     # The partition page of the dispute over the cost cap: its own proposal and figures.
     _dagster_page(page, url + f"/assets/ai_proposal?view=partitions&partition={UI_OVER}", "auto_approval")
     text = page.locator("body").inner_text()
-    (out / "partition.txt").write_text(text)
     assert "Materialized (3)" in text and "Missing (1)" in text  # the invalid dispute is not a green proposal
     assert "blocked by a cap" in text and "credit 125.00 USD" in text and "876" in text  # its status, proposal, tokens
     assert "skipped" not in text and "max_figure" not in text and "proposed 3" not in text  # no batch figures
     page.screenshot(path=str(screenshots / "dagster-partition.png"), full_page=True)
 
-    # The cost check's history: one verdict per dispute, the one over the cap failed.
+    # The cost check's history: one verdict per dispute, with that dispute's figure; the one
+    # over the cap failed, the others passed, the invalid one had nothing to check.
     _dagster_page(page, url + "/assets/ai_proposal?view=checks&checkDetail=cost_within_cap", "Latest execution")
     page.get_by_text("Execution history", exact=True).first.click()
-    page.wait_for_timeout(3000)
-    text = page.locator("body").inner_text()
-    (out / "history.txt").write_text(text)
-    page.screenshot(path=str(out / "history.png"), full_page=True)
+    page.get_by_text(f"{UI_OVER}: 0.002000 over the cap 0.001").first.wait_for(timeout=60_000)
+    rows = page.locator("tbody tr")
+    verdicts = {}
+    for row in rows.all():
+        cells = row.inner_text()
+        case = re.search(r"CASE-\d+", cells)
+        if case and ("Passed" in cells or "Failed" in cells):
+            verdicts[case.group(0)] = "Failed" if "Failed" in cells else "Passed"
+    assert verdicts == {"CASE-1063": "Passed", UI_OVER: "Failed", "CASE-1025": "Passed", "CASE-1060": "Passed"}, verdicts
+    history = page.locator("body").inner_text()
+    assert "the dispute is blocked and can not be executed" in history and "CASE-1060: no proposal to check" in history
+    # The Checks list beside it agrees: the cost check failed (for one dispute), the others passed.
+    for name in ("amount_within_refundable", "cost_within_cap", "input_tokens_within_cap", "output_tokens_within_cap"):
+        listed = re.search(rf"{name}\s+(?:{name}\s+)?(Succeeded|Failed|Skipped)", history)
+        assert listed and listed.group(1) == ("Failed" if name == "cost_within_cap" else "Succeeded"), (name, listed)
+    page.screenshot(path=str(screenshots / "dagster-checks.png"), full_page=True)
     page.get_by_text("Partitions", exact=True).last.click()
-    page.wait_for_timeout(3000)
-    (out / "check_partitions.txt").write_text(page.locator("body").inner_text())
-    page.screenshot(path=str(out / "check_partitions.png"), full_page=True)
+    page.get_by_text("Failed (1)").first.wait_for(timeout=60_000)  # per-partition status agrees
+    text = page.locator("body").inner_text()
+    assert "Passed (3)" in text, text[-600:]
 
     # The invalid dispute: no materialization, an observation that says why.
     _dagster_page(page, url + "/assets/ai_proposal?view=events&partition=CASE-1060", "skipped: dispute is invalid")
-    page.screenshot(path=str(out / "skipped.png"), full_page=True)
+    assert "Partition CASE-1060 observed" in page.locator("body").inner_text()
     context.close()
