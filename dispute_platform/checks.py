@@ -100,12 +100,16 @@ def cap_check_evaluations(
             )
 
 
-def latest_materializations(instance: DagsterInstance, keys: list[str]) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
+def latest_materializations(
+    instance: DagsterInstance, keys: list[str]
+) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
     """Each dispute's latest ai_proposal materialization (this run's, or an earlier one for a
     dispute skipped now), read in one query."""
     if not keys:
         return {}
-    records = instance.fetch_materializations(AssetRecordsFilter(asset_key=AI_PROPOSAL, asset_partitions=keys), limit=len(keys) * 4)
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AI_PROPOSAL, asset_partitions=keys), limit=len(keys) * 4
+    )
     targets: dict[str, AssetCheckEvaluationTargetMaterializationData] = {}
     for record in records.records:  # newest first
         partition = record.partition_key

@@ -89,7 +89,11 @@ def test_one_dispute_over_the_cost_cap_is_blocked_and_the_run_succeeds(db, batch
     for case_id in proposed:
         for name in CAP_NAMES:
             record = check_record(instance, name, case_id)
-            want = AssetCheckExecutionRecordStatus.FAILED if (case_id, name) == (OVER, "cost_within_cap") else AssetCheckExecutionRecordStatus.SUCCEEDED
+            want = (
+                AssetCheckExecutionRecordStatus.FAILED
+                if (case_id, name) == (OVER, "cost_within_cap")
+                else AssetCheckExecutionRecordStatus.SUCCEEDED
+            )
             assert record.status == want, (case_id, name, record.status)
             assert record.run_id == result.run_id
     # ... and in Postgres, the rows execution demands, one per dispute and cap.
@@ -129,7 +133,9 @@ def test_a_dispute_stopped_by_validation_is_skipped_with_its_reason(db, batch):
     instance, _, result = batch
     materialized = instance.get_materialized_partitions(AI_PROPOSAL)
     assert materialized == {"CASE-1063", "CASE-1065", "CASE-1025"}  # not CASE-1060
-    observations = instance.fetch_observations(AssetRecordsFilter(asset_key=AI_PROPOSAL, asset_partitions=["CASE-1060"]), limit=10)
+    observations = instance.fetch_observations(
+        AssetRecordsFilter(asset_key=AI_PROPOSAL, asset_partitions=["CASE-1060"]), limit=10
+    )
     [observation] = [r.event_log_entry.asset_observation for r in observations.records]
     reason = db.fetch_one("SELECT status_reason FROM workflow_states WHERE case_id = 'CASE-1060'")["status_reason"]
     assert observation.description.startswith("skipped: dispute is invalid") and reason and reason in observation.description
