@@ -1,4 +1,5 @@
-"""The one Definitions object: assets, checks, sensors, schedules and the resources behind them.
+"""The one Definitions object: assets (with the cap checks declared on ai_proposal), sensors,
+schedules and the resources behind them.
 
 This is the composition root: configuration (the environment) chooses each resource's
 implementation here, once; nothing below it asks which implementation it got. Secrets are passed
@@ -21,7 +22,6 @@ from dispute_platform.assets.disputes import (
 )
 from dispute_platform.assets.knowledge import company_policies, historical_resolutions, proposal_calibration
 from dispute_platform.assets.retention import dispute_archive
-from dispute_platform.checks import cap_checks
 from dispute_platform.resources.email import OutboxEmail, SmtpEmail
 from dispute_platform.resources.limits import Limits
 from dispute_platform.resources.llm import OpenAIProposer, PrecedentProposer
@@ -115,7 +115,6 @@ defs = Definitions(
         *operations_assets,
         dispute_archive,
     ],
-    asset_checks=cap_checks,
     sensors=[sqs_dispute_sensor, review_decision_sensor, *operations_sensors],
     schedules=[*operations_schedules, hourly_archive],
     jobs=[*operations_jobs, archive_job],

@@ -3,28 +3,40 @@
 Assets are thin: they read and write Postgres through `store.repo`, call the workflow functions,
 and describe what happened as per-partition metadata. A run carries many disputes at once (a
 partition range with a single-run backfill policy), so every asset loops over
-`context.partition_keys` and returns a `MaterializeResult`; nothing goes through an IO manager.
+`context.partition_keys`; nothing goes through an IO manager. Most return a `MaterializeResult`
+(every dispute of the range is materialized, with its own metadata). `ai_proposal` instead yields
+one `AssetMaterialization` per dispute it proposed for and an `AssetObservation` "skipped:
+<reason>" for the others (invalid, failed upstream, already decided), so a dispute stopped by
+validation is not shown as a green proposal; it also evaluates the four cap checks (checks.py)
+once for the run and reports them per dispute.
 """
 
 
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 from dagster import (
+    AssetCheckEvaluation,
     AssetExecutionContext,
+    AssetKey,
+    AssetMaterialization,
+    AssetObservation,
     Backoff,
     BackfillPolicy,
     Config,
     Failure,
     MaterializeResult,
     MetadataValue,
+    Output,
     ResourceParam,
     RetryPolicy,
     asset,
 )
 from pydantic import Field
 
+from dispute_platform.checks import CAP_CHECK_SPECS, cap_check_evaluations, latest_materializations
 from dispute_platform.domain.models import DisputeEvent, EnrichedContext
 from dispute_platform.domain.states import INTAKE_MAY_RUN, PROPOSAL_MAY_REGENERATE, PROPOSAL_MAY_RUN, Status
 from dispute_platform.partitions import disputes_partitions
@@ -40,12 +52,14 @@ from dispute_platform.resources.vectors import VectorStoreResource
 from dispute_platform.settings import get_settings
 from dispute_platform.store import repo
 from dispute_platform.workflow.calibration import load_calibration
+from dispute_platform.workflow.caps import evaluate_stored
 from dispute_platform.workflow.enrich import CaseMissing, Providers, enrich_event
 from dispute_platform.workflow.auto_lane import consider_auto_approval
 from dispute_platform.workflow.notify import notify_reviewers
 from dispute_platform.workflow.propose import ProposalOutcome, propose, query_text
 
 GROUP = "disputes"
+AI_PROPOSAL = AssetKey("ai_proposal")
 BATCHED = BackfillPolicy.single_run()
 # Source systems and model APIs fail transiently; steps are idempotent, so retrying is safe.
 TRANSIENT_RETRY = RetryPolicy(max_retries=3, delay=get_settings().step_retry_delay_seconds, backoff=Backoff.EXPONENTIAL)
@@ -259,6 +273,14 @@ def proposal_markdown(outcome: ProposalOutcome, version: int) -> str:
     )
 
 
+def _skipped(key: str, reason: str) -> AssetObservation:
+    """What a dispute without a proposal in this run shows on its partition page: no
+    materialization (the partition stays as it was, not a green "proposed"), and why."""
+    return AssetObservation(
+        asset_key=AI_PROPOSAL, partition=key, description=f"skipped: {reason}", metadata={"status": "skipped", "reason": reason}
+    )
+
+
 @asset(
     partitions_def=disputes_partitions,
     backfill_policy=BATCHED,
@@ -267,8 +289,13 @@ def proposal_markdown(outcome: ProposalOutcome, version: int) -> str:
     kinds={"openai", "chroma", "postgres"},
     pool="llm",
     retry_policy=TRANSIENT_RETRY,
+    # Only the disputes that got a proposal are materialized (one AssetMaterialization each).
+    output_required=False,
+    check_specs=CAP_CHECK_SPECS,
     description="A resolution proposal grounded in the top policies and similar past cases, within the "
-    "token and cost caps, saved as pending review (reviewers are told by e-mail and the review queue).",
+    "token and cost caps, saved as pending review (reviewers are told by e-mail and the review queue). "
+    "Disputes it makes no proposal for (invalid, failed upstream, already decided) are not materialized: "
+    "their partition shows an observation 'skipped: <reason>'.",
 )
 def ai_proposal(
     context: AssetExecutionContext,
@@ -279,7 +306,7 @@ def ai_proposal(
     limits: ResourceParam[Limits],
     email: ResourceParam[EmailSender],
     sqs: SQSResource,
-) -> MaterializeResult:
+) -> Iterator[AssetMaterialization | AssetObservation | AssetCheckEvaluation | Output]:
     keys = list(context.partition_keys)
     db = postgres.db
     states = db.transact(lambda cur: repo.workflow_states(cur, keys))
@@ -308,16 +335,21 @@ def ai_proposal(
         results = list(pool.map(one, todo))
 
     failures: dict[str, str] = {}
+    skipped_why_failed: dict[str, str] = {}
     for key, outcome, started in results:
         if isinstance(outcome, Exception):
             reason = f"{outcome.__class__.__name__}: {outcome}"
             failures[key] = reason
+            skipped_why_failed[key] = f"proposal failed: {reason}"
             db.transact(lambda cur, key=key, reason=reason: (
                 transition(cur, key, Status.PROPOSAL_FAILED, "ai_proposal", reason, allowed_from=allowed,
                            run_id=context.run_id)
                 and repo.audit(cur, key, "ai_proposal", "failed", {"error": reason}, run_id=context.run_id),
             ))  # fmt: skip
-            context.add_asset_metadata({"status": "failed", "error": reason}, partition_key=key)
+            yield AssetObservation(
+                asset_key=AI_PROPOSAL, partition=key, description=f"proposal failed: {reason}",
+                metadata={"status": "proposal_failed", "error": reason},
+            )  # fmt: skip
             continue
         proposal = outcome.proposal
         blocked = not outcome.within_caps
@@ -345,7 +377,7 @@ def ai_proposal(
         if version is None:
             totals["refused"] += 1
             context.log.warning(f"{key}: not saved, the dispute moved on while its proposal was being made")
-            context.add_asset_metadata({"status": "not saved: the dispute moved on (see its audit trail)"}, partition_key=key)
+            yield _skipped(key, "proposal not saved: the dispute moved on while it was being made (see its audit trail)")
             continue
         if blocked:
             totals["blocked"] += 1
@@ -360,8 +392,11 @@ def ai_proposal(
                 notify_reviewers(db, email, sqs, settings, contexts[key], outcome, version, run_id=context.run_id)
         totals["proposed"] += 1
         totals["cost_usd"] += proposal.cost_usd
-        context.add_asset_metadata(
-            {
+        yield AssetMaterialization(
+            asset_key=AI_PROPOSAL,
+            partition=key,
+            description=f"v{version}: {proposal.action.value} {proposal.amount} {proposal.currency} ({status.value})",
+            metadata={
                 "status": status.value,
                 "version": version,
                 "auto_approval": lane_note,
@@ -378,17 +413,26 @@ def ai_proposal(
                 "flags": ", ".join(proposal.flags) or "none",
                 "summary": MetadataValue.md(proposal_markdown(outcome, version)),
             },
-            partition_key=key,
         )
+    skipped_why: dict[str, str] = dict(skipped_why_failed)
     for key in keys:
         if key not in todo:
             state = states.get(key, {})
             status = state.get("status", "no workflow state")
-            context.add_asset_metadata(
-                {"status": "skipped", "reason": f"no proposal: dispute is {status}"
-                 + (f" ({state['status_reason']})" if state.get("status_reason") else "")},
-                partition_key=key,
-            )  # fmt: skip
+            skipped_why[key] = f"dispute is {status}" + (f" ({state['status_reason']})" if state.get("status_reason") else "")
+            yield _skipped(key, skipped_why[key])
+    # The cap checks: one evaluation for the whole run (every dispute of the range that has a
+    # proposal, this run's or an earlier one), recorded per dispute. A failing dispute is blocked
+    # in Postgres; the run goes on for the others.
+    checked = evaluate_stored(db, keys, limits.caps, context.run_id)
+    unchecked = {k: skipped_why.get(k, "no proposal on record") for k in keys if k not in checked}
+    targets = latest_materializations(context.instance, list(checked))
+    yield from cap_check_evaluations(checked, unchecked, set(context.selected_asset_check_keys), targets)
+    over = sorted(k for k, c in checked.items() if not c.passed)
+    if over:
+        context.log.warning(f"cap checks: {len(over)} of {len(checked)} disputes over a cap, blocked: {over[:20]}")
+    for check_key in context.selected_asset_check_keys:
+        yield Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(check_key))
     if failures:
         raise Failure(
             description=f"{len(failures)} of {len(todo)} proposals failed; marked proposal_failed, the step retries",
@@ -397,9 +441,8 @@ def ai_proposal(
     context.log.info(
         f"ai_proposal batch: {totals['proposed']} proposed ({totals['auto_approved']} auto-approved), "
         f"{totals['blocked']} blocked by a cap, {totals['refused']} not saved (moved on), {totals['skipped']} skipped; "
-        f"LLM cost ${totals['cost_usd']}"
+        f"{len(checked)} cap-checked, {len(over)} over a cap; LLM cost ${totals['cost_usd']}"
     )
-    return MaterializeResult()
 
 
 # --- review_decision -----------------------------------------------------------------------

@@ -17,7 +17,6 @@ import pytest
 from dagster import DagsterInstance, materialize
 
 from dispute_platform.assets.disputes import ai_proposal
-from dispute_platform.checks import cap_checks
 from dispute_platform.resources.llm import OpenAIProposer
 from dispute_platform_tests.faults.support import Reply, case_in_prompt, completion, event_for, fake_chat
 from dispute_platform_tests.integration.harness import build_test_resources, decide, run_intake, run_review, store_events
@@ -53,7 +52,7 @@ def _instance(*keys: str) -> DagsterInstance:
 def _propose(resources, key: str, *, regenerate: bool):
     """A run of ai_proposal (and its checks) for one dispute, as the launchpad starts it."""
     return materialize(
-        [ai_proposal, *cap_checks],
+        [ai_proposal],  # its four cap checks are declared on it
         instance=_instance(key),
         resources=resources,
         partition_key=key,

@@ -127,3 +127,47 @@ def api_server(app) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextmanager
+def dagster_webserver(env: dict[str, str], log: Path, *, timeout: float = 180.0) -> Iterator[str]:
+    """`dagster-webserver` on a free port over the workspace, with `env` (DAGSTER_HOME and the
+    platform's variables); yields its address once it answers and its code location has loaded."""
+    import json
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster-webserver")), "-h", "127.0.0.1", "-p", str(port),
+         "-w", str(REPO_ROOT / "workspace.yaml")],
+        cwd=REPO_ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    query = json.dumps({"query": "{ workspaceOrError { ... on Workspace { locationEntries { name "
+                        "locationOrLoadError { __typename } } } } }"}).encode()  # fmt: skip
+
+    def loaded() -> bool:
+        try:
+            request = urllib.request.Request(url + "/graphql", data=query, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                entries = json.load(answer)["data"]["workspaceOrError"]["locationEntries"]
+        except OSError:
+            return False
+        states = [(e.get("locationOrLoadError") or {}).get("__typename") for e in entries]
+        if "PythonError" in states:
+            raise AssertionError(f"the code location failed to load:\n{log.read_text(errors='replace')[-5000:]}")
+        return bool(entries) and all(s == "RepositoryLocation" for s in states)
+
+    try:
+        deadline = time.monotonic() + timeout
+        while not loaded():
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"dagster-webserver did not start:\n{log.read_text(errors='replace')[-5000:]}")
+            time.sleep(1)
+        yield url
+    finally:
+        terminate_tree(server.pid)
+        server.wait(timeout=5)

@@ -20,7 +20,6 @@ from dispute_platform.assets.disputes import (
     review_decision,
 )
 from dispute_platform.assets.knowledge import company_policies, historical_resolutions
-from dispute_platform.checks import cap_checks
 from dispute_platform.domain.world import BUNDLED_WORLD
 from dispute_platform.resources.email import OutboxEmail
 from dispute_platform.resources.limits import Limits
@@ -29,7 +28,7 @@ from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.resources.providers import SandboxBilling, SandboxCRM, SandboxPayments
 from dispute_platform.resources.vectors import VectorStoreResource
 
-INTAKE = [raw_case, enriched_context, ai_proposal, *cap_checks]
+INTAKE = [raw_case, enriched_context, ai_proposal]  # the cap checks are declared on ai_proposal
 REVIEW = [review_decision, executed_resolution, resolution_embedding]
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"

@@ -1,8 +1,12 @@
 """Issue 15: the review desk in a real browser (Playwright driving Debian's chromium) against the
 real endpoint on a socket, real Postgres, the moto SQS endpoint and a real Chroma folder.
 
-Screenshots of the queue and of a dispute's page go to a temporary folder, or to docs/ (the ones
-the README shows) when UPDATE_SCREENSHOTS=1.
+The Dagster UI too: after a small intake run on a Postgres-backed instance, dagster-webserver over
+the workspace, ai_proposal's partition page of one dispute (its own figures) and the cost check's
+verdicts per dispute.
+
+Screenshots of the queue, of a dispute's page and of the two Dagster UI pages go to a temporary
+folder, or to docs/ (the ones the README shows) when UPDATE_SCREENSHOTS=1.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from dispute_platform.settings import REPO_ROOT
 from dispute_platform.store import history
 from dispute_platform.store import repo
 from dispute_platform.workflow.knowledge import read_seed_history
-from dispute_platform_tests.integration.daemon import api_server
+from dispute_platform_tests.integration.daemon import api_server, dagster_webserver
 from dispute_platform_tests.integration.harness import (
     build_test_resources,
     refunds,
@@ -358,5 +362,107 @@ def test_the_desk_says_when_no_daemon_executes_decisions(browser, db, world):
 
 def test_screenshots_are_committed_for_the_readme():
     readme = (REPO_ROOT / "README.md").read_text()
-    for name in ("desk-queue.png", "desk-dispute.png"):
+    for name in ("desk-queue.png", "desk-dispute.png", "dagster-partition.png", "dagster-checks.png"):
         assert (REPO_ROOT / "docs" / name).is_file() and f"docs/{name}" in readme
+
+
+# --- the Dagster UI: one dispute's partition page tells that dispute's truth -------------------
+
+UI_CASES = ["CASE-1063", "CASE-1065", "CASE-1025", "CASE-1060"]
+#            full_refund 49  credit 125   full_refund 490  invalid (outside the window)
+UI_OVER = "CASE-1065"  # already spent $0.002 on the model: over the $0.001 per-dispute cost cap
+
+
+@pytest.fixture
+def dagster_ui(db, sqs, pg_url, tmp_path, chroma_dir, monkeypatch):
+    """A small intake run on a Postgres-backed Dagster instance (as deployed), then
+    dagster-webserver over the project's workspace on that instance."""
+    import yaml
+
+    from dispute_platform.local import dagster_yaml
+    from dispute_platform.store.db import sqlalchemy_url
+    from dispute_platform.store.scratch import scratch_database
+
+    with scratch_database(pg_url, "dp_dagster_ui") as dagster_db:
+        home = tmp_path / "dagster_home"
+        home.mkdir()
+        (home / "dagster.yaml").write_text(yaml.safe_dump({k: v for k, v in dagster_yaml().items() if k != "python_logs"}))
+        monkeypatch.setenv("DAGSTER_POSTGRES_URL", sqlalchemy_url(dagster_db))
+        instance = DagsterInstance.from_config(str(home))
+        try:
+            resources = build_test_resources(pg_url, sqs, tmp_path)
+            store_events(db, [sample_event(c) for c in UI_CASES])
+            db.transact(lambda cur: cur.execute("UPDATE workflow_states SET llm_cost = 0.002 WHERE case_id = %s", (UI_OVER,)))
+            result = run_intake(instance, resources, UI_CASES)
+            assert result.success  # the dispute over a cap does not fail the batch run
+            env = {
+                **os.environ,
+                "DAGSTER_HOME": str(home),
+                "DAGSTER_POSTGRES_URL": sqlalchemy_url(dagster_db),
+                "DATABASE_URL": pg_url,
+                "DISPUTE_PLATFORM_HOME": str(tmp_path / "platform_home"),
+                "CHROMA_DB_PATH": str(tmp_path / "chroma"),
+                "EMAIL_OUTBOX": str(tmp_path / "outbox"),
+                "SQS_ENDPOINT_URL": sqs.endpoint_url,
+                "DISPUTE_EVENTS_QUEUE_URL": sqs.dispute_events_queue_url,
+                "HUMAN_REVIEW_NOTIFICATIONS_QUEUE_URL": sqs.human_review_queue_url,
+                "DAGSTER_DISABLE_TELEMETRY": "1",
+            }
+            with dagster_webserver(env, tmp_path / "webserver.log") as url:
+                yield url, result
+        finally:
+            instance.dispose()
+
+
+def _dagster_page(page, url: str, wait_for: str) -> None:
+    """Open a Dagster UI page and wait until `wait_for` shows (the UI loads its data after the
+    page); dismiss the first-visit community dialog if it covers the page."""
+    page.goto(url)
+    page.get_by_text(wait_for, exact=False).first.wait_for(timeout=90_000)
+    skip = page.get_by_role("button", name="Skip")
+    if skip.count():
+        skip.first.click()
+    page.wait_for_timeout(1500)  # the rest of the panel (metadata tables, plots) settles
+
+
+def test_the_dagster_ui_shows_one_disputes_own_figures_and_checks(browser, dagster_ui, screenshots):
+    url, result = dagster_ui
+    context, page = new_page(browser, viewport=(1440, 1100))
+
+    # The partition page of the dispute over the cost cap: its own proposal and figures.
+    _dagster_page(page, url + f"/assets/ai_proposal?view=partitions&partition={UI_OVER}", "auto_approval")
+    text = page.locator("body").inner_text()
+    assert "Materialized (3)" in text and "Missing (1)" in text  # the invalid dispute is not a green proposal
+    assert "blocked by a cap" in text and "credit 125.00 USD" in text and "876" in text  # its status, proposal, tokens
+    assert "skipped" not in text and "max_figure" not in text and "proposed 3" not in text  # no batch figures
+    page.screenshot(path=str(screenshots / "dagster-partition.png"), full_page=True)
+
+    # The cost check's history: one verdict per dispute, with that dispute's figure; the one
+    # over the cap failed, the others passed, the invalid one had nothing to check.
+    _dagster_page(page, url + "/assets/ai_proposal?view=checks&checkDetail=cost_within_cap", "Latest execution")
+    page.get_by_text("Execution history", exact=True).first.click()
+    page.get_by_text(f"{UI_OVER}: 0.002000 over the cap 0.001").first.wait_for(timeout=60_000)
+    rows = page.locator("tbody tr")
+    verdicts = {}
+    for row in rows.all():
+        cells = row.inner_text()
+        case = re.search(r"CASE-\d+", cells)
+        if case and ("Passed" in cells or "Failed" in cells):
+            verdicts[case.group(0)] = "Failed" if "Failed" in cells else "Passed"
+    assert verdicts == {"CASE-1063": "Passed", UI_OVER: "Failed", "CASE-1025": "Passed", "CASE-1060": "Passed"}, verdicts
+    history = page.locator("body").inner_text()
+    assert "the dispute is blocked and can not be executed" in history and "CASE-1060: no proposal to check" in history
+    # The Checks list beside it agrees: the cost check failed (for one dispute), the others passed.
+    for name in ("amount_within_refundable", "cost_within_cap", "input_tokens_within_cap", "output_tokens_within_cap"):
+        listed = re.search(rf"{name}\s+(?:{name}\s+)?(Succeeded|Failed|Skipped)", history)
+        assert listed and listed.group(1) == ("Failed" if name == "cost_within_cap" else "Succeeded"), (name, listed)
+    page.screenshot(path=str(screenshots / "dagster-checks.png"), full_page=True)
+    page.get_by_text("Partitions", exact=True).last.click()
+    page.get_by_text("Failed (1)").first.wait_for(timeout=60_000)  # per-partition status agrees
+    text = page.locator("body").inner_text()
+    assert "Passed (3)" in text, text[-600:]
+
+    # The invalid dispute: no materialization, an observation that says why.
+    _dagster_page(page, url + "/assets/ai_proposal?view=events&partition=CASE-1060", "skipped: dispute is invalid")
+    assert "Partition CASE-1060 observed" in page.locator("body").inner_text()
+    context.close()

@@ -74,15 +74,23 @@ def test_proposals_follow_the_policies(db, proposed):
 def test_checks_pass_with_their_figures_and_are_recorded(db, proposed):
     _, _, result = proposed
     evaluations = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    assert {e.check_name for e in evaluations} == {
-        "input_tokens_within_cap", "output_tokens_within_cap", "cost_within_cap", "amount_within_refundable",
-    }  # fmt: skip
+    proposals = {r["case_id"]: r["version"] for r in db.fetch_all("SELECT case_id, version FROM proposals")}
+    # One evaluation per dispute and per cap, each naming its dispute; a dispute with no proposal
+    # (stopped by validation) says it had nothing to check.
+    keys = {e["case_id"] for e in sample_events()}
+    assert sorted((e.partition, e.check_name) for e in evaluations) == sorted((case_id, name) for case_id in keys for name in (
+        "input_tokens_within_cap", "output_tokens_within_cap", "cost_within_cap", "amount_within_refundable"))  # fmt: skip
+    assert {e.partition for e in evaluations if "checked" in e.metadata} == keys - set(proposals)
     assert all(e.passed for e in evaluations)
-    tokens = next(e for e in evaluations if e.check_name == "input_tokens_within_cap")
-    assert tokens.metadata["cap"].value == 2075 and 0 < tokens.metadata["max_figure"].value <= 2075
+    tokens = next(e for e in evaluations if e.check_name == "input_tokens_within_cap" and e.partition == "CASE-1063")
+    assert tokens.metadata["cap"].value == 2075 and 0 < tokens.metadata["figure"].value <= 2075
+    assert "max_figure" not in tokens.metadata  # a dispute's own figure, no batch figure
+    row = db.fetch_one("SELECT figure FROM check_results WHERE case_id = 'CASE-1063' AND check_name = 'input_tokens_within_cap'")
+    assert tokens.metadata["figure"].value == float(row["figure"])
+    amount = next(e for e in evaluations if e.check_name == "amount_within_refundable" and e.partition == "CASE-1002")
+    assert amount.metadata["figure"].value == 15000.0  # its own figure, beside its own cap
     counts = db.fetch_all("SELECT check_name, COUNT(*) AS n, bool_and(passed) AS ok FROM check_results GROUP BY 1")
-    proposals = db.fetch_one("SELECT COUNT(*) AS n FROM proposals")["n"]
-    assert {r["check_name"]: (r["n"], r["ok"]) for r in counts} == {name: (proposals, True) for name in (
+    assert {r["check_name"]: (r["n"], r["ok"]) for r in counts} == {name: (len(proposals), True) for name in (
         "input_tokens_within_cap", "output_tokens_within_cap", "cost_within_cap", "amount_within_refundable")}  # fmt: skip
 
 
