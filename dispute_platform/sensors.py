@@ -194,7 +194,8 @@ def review_run_requests(db, instance, decided: list[dict], most: int) -> list[Ru
     (written to `run_disputes` first), then every batch holding a decided dispute is asked for,
     under its own run key (Dagster starts each once, so asking again on a later tick is harmless,
     and a tick whose answer was lost is made good by the next)."""
-    claimed = db.transact(lambda cur: batches.claimed_decisions(cur, [d["decision_id"] for d in decided]))
+    pairs = [(d["case_id"], d["decision_id"]) for d in decided]
+    claimed = db.transact(lambda cur: batches.claimed_decisions(cur, pairs))
     fresh = [d for d in decided if d["decision_id"] not in claimed]
     new_batches: dict[str, list[dict]] = {}
     if fresh:
@@ -209,7 +210,7 @@ def review_run_requests(db, instance, decided: list[dict], most: int) -> list[Ru
                 batches.record_batch(cur, key, [d["case_id"] for d in batch], [d["decision_id"] for d in batch])
 
         db.transact(record)
-        claimed = db.transact(lambda cur: batches.claimed_decisions(cur, [d["decision_id"] for d in decided]))
+        claimed = db.transact(lambda cur: batches.claimed_decisions(cur, pairs))
     wanted = sorted({claimed[d["decision_id"]] for d in decided if d["decision_id"] in claimed})
     members = db.transact(lambda cur: batches.batch_members(cur, wanted))
     return [review_run_request(batch, members[batch]) for batch in wanted]

@@ -30,7 +30,7 @@ ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127
 PLATFORM_TABLES = (
     "workflow_states", "dispute_events", "rejected_events", "audit_log", "proposals", "check_results",
     "reviewers", "review_decisions", "executions", "proposal_cache", "sandbox_refunds", "sandbox_credits",
-    "historical_resolutions", "proposal_calibrations", "decision_tickets", "dispute_actions",
+    "historical_resolutions", "proposal_calibrations", "decision_tickets", "dispute_actions", "run_disputes",
 )  # fmt: skip
 
 

@@ -12,5 +12,5 @@ CREATE TABLE run_disputes (
     created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (batch, case_id)
 );
-CREATE UNIQUE INDEX idx_run_disputes_decision ON run_disputes (decision_id) WHERE decision_id IS NOT NULL;
+CREATE UNIQUE INDEX idx_run_disputes_decision ON run_disputes (case_id, decision_id) WHERE decision_id IS NOT NULL;
 CREATE INDEX idx_run_disputes_case ON run_disputes (case_id);

@@ -29,10 +29,13 @@ def batch_disputes(cur: Cursor, batch: str) -> set[str]:
     return {row["case_id"] for row in cur.fetchall()}
 
 
-def claimed_decisions(cur: Cursor, decision_ids: Sequence[int]) -> dict[int, str]:
-    """decision id -> the batch that already carries it."""
+def claimed_decisions(cur: Cursor, decided: Sequence[tuple[str, int]]) -> dict[int, str]:
+    """decision id -> the batch that already carries it, for (case id, decision id) pairs."""
     cur.execute(
-        "SELECT decision_id, batch FROM run_disputes WHERE decision_id = ANY(%s)", (list(decision_ids),)
+        """SELECT r.decision_id, r.batch FROM run_disputes r
+           JOIN unnest(%s::text[], %s::bigint[]) AS d(case_id, decision_id)
+             ON r.decision_id = d.decision_id AND r.case_id = d.case_id""",
+        ([c for c, _ in decided], [d for _, d in decided]),
     )
     return {row["decision_id"]: row["batch"] for row in cur.fetchall()}
 
