@@ -10,8 +10,9 @@ Both sensors write which disputes each requested run is for (`run_disputes`, the
 those disputes even when another writer added a partition inside the run's range
 (`run_keys.run_disputes`). `review_decision_sensor` carries a tick's decisions in as few runs as
 the partition set allows: Dagster 1.13 gives a step a single key or a range of keys, never a
-scattered set, so decided disputes that are neighbours in the partition set share a range run (up
-to REVIEW_BATCH_SIZE), and a decided dispute with no decided neighbour gets a run of its own.
+scattered set, so decided disputes that are near each other in the partition set (at most
+REVIEW_RANGE_MAX_GAP keys apart) share a range run (up to REVIEW_BATCH_SIZE), restricted to them by
+`run_disputes`, and a decided dispute with none near it gets a run of its own.
 """
 
 
@@ -157,15 +158,17 @@ def sqs_dispute_sensor(context: SensorEvaluationContext, sqs: SQSResource, postg
 REVIEW_ASSETS = [AssetKey("review_decision"), AssetKey("executed_resolution"), AssetKey("resolution_embedding")]
 
 
-def review_batches(decided: list[dict], positions: dict[str, int], most: int) -> list[list[dict]]:
-    """The decisions cut into batches: disputes that are neighbours in the partition set (positions
-    one apart) share a batch of at most `most`; a dispute not in the set (or with no decided
-    neighbour) is a batch of its own. Each batch in partition order."""
+def review_batches(decided: list[dict], positions: dict[str, int], most: int, max_gap: int = 0) -> list[list[dict]]:
+    """The decisions cut into batches: disputes that are near each other in the partition set (at
+    most `max_gap` other keys between two of them) share a batch of at most `most`; a dispute not
+    in the set (or with no decided dispute near it) is a batch of its own. Each batch in partition
+    order; a batch's run is a range from its first to its last dispute, and acts on its own only."""
     placed = sorted((d for d in decided if d["case_id"] in positions), key=lambda d: positions[d["case_id"]])
     out: list[list[dict]] = []
     for d in placed:
         last = out[-1][-1] if out else None
-        if last is not None and positions[d["case_id"]] == positions[last["case_id"]] + 1 and len(out[-1]) < most:
+        near = last is not None and positions[d["case_id"]] - positions[last["case_id"]] - 1 <= max_gap
+        if near and len(out[-1]) < most:
             out[-1].append(d)
         else:
             out.append([d])
@@ -189,7 +192,7 @@ def review_run_request(batch: str, case_ids: list[str]) -> RunRequest:
     return RunRequest(run_key=batch, asset_selection=REVIEW_ASSETS, tags=tags | {RANGE_START: case_ids[0], RANGE_END: case_ids[-1]})
 
 
-def review_run_requests(db, instance, decided: list[dict], most: int) -> list[RunRequest]:
+def review_run_requests(db, instance, decided: list[dict], most: int, max_gap: int = 0) -> list[RunRequest]:
     """Runs for the decided disputes: decisions no batch carries yet are cut into new batches
     (written to `run_disputes` first), then every batch holding a decided dispute is asked for,
     under its own run key (Dagster starts each once, so asking again on a later tick is harmless,
@@ -203,7 +206,7 @@ def review_run_requests(db, instance, decided: list[dict], most: int) -> list[Ru
         if most > 1 and len(fresh) > 1:
             # One listing of the partition set per tick with decisions to place.
             positions = {k: i for i, k in enumerate(instance.get_dynamic_partitions(disputes_partitions.name))}
-        new_batches = {batch_key(b): b for b in review_batches(fresh, positions, most)}
+        new_batches = {batch_key(b): b for b in review_batches(fresh, positions, most, max_gap)}
 
         def record(cur) -> None:
             for key, batch in new_batches.items():
@@ -223,8 +226,8 @@ def review_run_requests(db, instance, decided: list[dict], most: int) -> list[Ru
     asset_selection=REVIEW_ASSETS,
     description="Finds, by their state in Postgres, disputes whose current proposal has a final decision not yet "
     "carried out, and starts review_decision -> executed_resolution -> resolution_embedding for them (decided disputes "
-    "that are neighbours in the partition set share a run, up to REVIEW_BATCH_SIZE); escalates reviews pending longer "
-    "than the SLA.",
+    "that are near each other in the partition set share a run, up to REVIEW_BATCH_SIZE); escalates reviews pending "
+    "longer than the SLA.",
 )
 def review_decision_sensor(
     context: SensorEvaluationContext,
@@ -246,4 +249,5 @@ def review_decision_sensor(
     decided = db.transact(lambda cur: reviewer_store.decided_awaiting_execution(cur))
     if not decided:
         return SkipReason("no decided dispute awaits execution")
-    return SensorResult(run_requests=review_run_requests(db, context.instance, decided, settings.review_batch_size))
+    return SensorResult(run_requests=review_run_requests(db, context.instance, decided, settings.review_batch_size,
+                                                      settings.review_range_max_gap))

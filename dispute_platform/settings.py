@@ -75,6 +75,12 @@ class Settings(BaseSettings):
         description="Most decided disputes one review run carries (review, execution, embedding). A tick's decisions that "
         "are neighbours in the partition set share a run; 1: a run per decision.",
     )
+    review_range_max_gap: int = Field(
+        default=5,
+        ge=0,
+        description="Most undecided disputes between two decided ones that still share a review run (a range run: the "
+        "ones between are left untouched, and their metadata in that run says so). 0: only exact neighbours share a run.",
+    )
     enrich_disputes_in_flight: int = Field(
         default=8, ge=1, le=64, description="Disputes enriched_context fetches at the same time in a run."
     )

@@ -29,7 +29,8 @@ embedded in <= 300 s.
 At the end, if scripts/bench_retention.py exists, it is imported by path and its
 `run_steady_state(args)` is called (--no-steady-state skips it).
 
-Usage: python scripts/bench_scale.py [--n 0,25000] [--events 500] [--admin-url URL] [--no-review] [--no-steady-state]
+Usage: python scripts/bench_scale.py [--n 0,25000] [--events 500] [--intake-runs K] [--admin-url URL] [--no-review]
+       [--no-steady-state]
 """
 
 from __future__ import annotations
@@ -251,7 +252,7 @@ def measure(args, n: int, seeded: Path, world: Path, ids: list[str], endpoint: s
         # 2. the intake runs (the first is the figure)
         resources = build_test_resources(url, sqs, tmp, world=world)
         listings = run_keys._LISTINGS["count"]
-        for request in answer.run_requests:
+        for request in answer.run_requests[: args.intake_runs or None]:
             started = time.perf_counter()
             result = materialize(INTAKE, instance=instance, resources=resources, tags=dict(request.tags),
                                  run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}}, raise_on_error=False)  # fmt: skip
@@ -358,6 +359,8 @@ def main() -> int:
     parser.add_argument("--n", default="0,25000", help="historical disputes, comma-separated (e.g. 0,10000,50000,100000)")
     parser.add_argument("--events", type=int, default=500, help="new events the measured sensor tick receives")
     parser.add_argument("--admin-url", default=ADMIN_URL)
+    parser.add_argument("--intake-runs", type=int, default=0,
+                        help="make only the first K intake runs of the tick (0: all; the review then has fewer proposals)")  # fmt: skip
     parser.add_argument("--review", action=argparse.BooleanOptionalAction, default=True, help="measure the review batch")
     parser.add_argument("--steady-state", action=argparse.BooleanOptionalAction, default=True,
                         help="run scripts/bench_retention.py's run_steady_state(args) at the end")  # fmt: skip

@@ -13,7 +13,8 @@ from dispute_platform import run_keys
 from dispute_platform.assets.disputes import enriched_context, raw_case
 from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.resources.providers import SandboxCRM
-from dispute_platform.sensors import review_decision_sensor
+from dispute_platform.sensors import review_batches, review_decision_sensor
+from dispute_platform.settings import get_settings
 from dispute_platform.store.db import Database
 from dispute_platform_tests.faults.support import apply_sensor_result, sqs_tick
 from dispute_platform_tests.integration.harness import (
@@ -155,7 +156,19 @@ def review_tick(instance, pg_url, sqs, resources):
     return review_decision_sensor(context)
 
 
-def test_decisions_of_a_tick_share_runs_and_each_is_executed_once(db, sqs, pg_url, tmp_path, chroma_dir):
+def test_review_batches_join_decisions_near_each_other_in_the_partition_set():
+    decided = [{"case_id": c, "decision_id": i} for i, c in enumerate("ABDGHZ")]
+    positions = {c: i for i, c in enumerate("ABCDEFGH")}  # Z is not in the set
+    cut = lambda **kw: [[d["case_id"] for d in b] for b in review_batches(decided, positions, **kw)]  # noqa: E731
+    assert cut(most=10) == [["A", "B"], ["D"], ["G", "H"], ["Z"]]
+    assert cut(most=10, max_gap=1) == [["A", "B", "D"], ["G", "H"], ["Z"]]
+    assert cut(most=10, max_gap=2) == [["A", "B", "D", "G", "H"], ["Z"]]
+    assert cut(most=2, max_gap=2) == [["A", "B"], ["D", "G"], ["H"], ["Z"]]
+
+
+def test_decisions_of_a_tick_share_runs_and_each_is_executed_once(db, sqs, pg_url, tmp_path, chroma_dir, monkeypatch):
+    monkeypatch.setenv("REVIEW_RANGE_MAX_GAP", "0")
+    get_settings.cache_clear()
     order = [REFUND_49, CREDIT_125, ESCALATED, REFUND_490]  # partition order
     store_events(db, [sample_event(c) for c in order])
     resources = build_test_resources(pg_url, sqs, tmp_path)
@@ -188,3 +201,29 @@ def test_decisions_of_a_tick_share_runs_and_each_is_executed_once(db, sqs, pg_ur
     # Nothing left for the sensor to start (the same batches, already run).
     later = review_tick(instance, pg_url, sqs, resources)
     assert not isinstance(later, SensorResult) or not later.run_requests
+    get_settings.cache_clear()
+
+
+def test_a_review_range_leaves_the_undecided_dispute_inside_it_untouched(db, sqs, pg_url, tmp_path, chroma_dir, monkeypatch):
+    monkeypatch.setenv("REVIEW_RANGE_MAX_GAP", "1")
+    get_settings.cache_clear()
+    order = [REFUND_49, ESCALATED, CREDIT_125]  # partition order; ESCALATED stays undecided
+    store_events(db, [sample_event(c) for c in order])
+    resources = build_test_resources(pg_url, sqs, tmp_path)
+    instance = DagsterInstance.ephemeral()
+    assert run_intake(instance, resources, order).success
+    for case in (REFUND_49, CREDIT_125):
+        decide(db, case, "approved", "alice")
+
+    [request] = review_tick(instance, pg_url, sqs, resources).run_requests
+    assert (request.tags[RANGE_START], request.tags[RANGE_END]) == (REFUND_49, CREDIT_125)
+    [run] = apply_sensor_result(instance, SensorResult(run_requests=[request]), resources, assets=REVIEW)
+
+    assert run.success
+    assert {c: status(db, c) for c in order} == {REFUND_49: "completed", ESCALATED: "pending_review", CREDIT_125: "completed"}
+    for asset in ("review_decision", "executed_resolution", "resolution_embedding"):
+        assert metadata_for(run, asset, ESCALATED)["status"] == run_keys.NOT_THIS_RUNS
+    assert "review_decision" not in [r["step"] for r in db.fetch_all(
+        "SELECT step FROM audit_log WHERE case_id = %s", (ESCALATED,))]  # fmt: skip
+    assert sorted(r["case_id"] for r in ledger(db)) == sorted([REFUND_49, CREDIT_125])
+    get_settings.cache_clear()
