@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dispute_platform.store.db import Cursor, Row
+from dispute_platform.store.db import Cursor
 
 
 def record_batch(cur: Cursor, batch: str, case_ids: Sequence[str], decision_ids: Sequence[int | None] | None = None) -> None:
