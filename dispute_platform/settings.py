@@ -71,6 +71,33 @@ class Settings(BaseSettings):
     disputes_per_run: int = Field(
         default=250, ge=1, description="Most new disputes one intake run carries (a tick's new disputes are split into even runs)."
     )
+    review_batch_size: int = Field(
+        default=250,
+        ge=1,
+        description="Most decided disputes one review run carries (review, execution, embedding). A tick's decisions that "
+        "are neighbours in the partition set share a run; 1: a run per decision.",
+    )
+    review_range_max_gap: int = Field(
+        default=5,
+        ge=0,
+        description="Most undecided disputes between two decided ones that still share a review run (a range run: the "
+        "ones between are left untouched, and their metadata in that run says so). 0: only exact neighbours share a run.",
+    )
+    enrich_disputes_in_flight: int = Field(
+        default=8, ge=1, le=64, description="Disputes enriched_context fetches at the same time in a run."
+    )
+    enrich_fetches_in_flight: int = Field(
+        default=24, ge=1, le=128, description="Source-system calls (CRM, billing, payments) in flight at once in a run."
+    )
+    proposals_in_flight: int = Field(
+        default=4, ge=1, le=64, description="Proposals made at the same time in a run (paid providers; the rules engine makes one at a time)."
+    )
+    postgres_pool_size: int | None = Field(
+        default=None,
+        ge=2,
+        description="Most Postgres connections one process holds. Unset: ENRICH_DISPUTES_IN_FLIGHT + ENRICH_FETCHES_IN_FLIGHT + 4, "
+        "so the busiest step never waits for a connection; a thread that finds the pool busy waits, it does not fail.",
+    )
     # --- source systems ----------------------------------------------------------------------
     sandbox_data: Path | None = Field(
         default=None, description="World file of the sandbox CRM, billing and payment providers. Unset: the bundled world."
@@ -207,6 +234,12 @@ class Settings(BaseSettings):
     @property
     def dagster_home(self) -> Path:
         return Path(os.environ["DAGSTER_HOME"]) if os.environ.get("DAGSTER_HOME") else self.home / "dagster"
+
+    @property
+    def postgres_connections(self) -> int:
+        """Connections per process: the threads of the busiest step (enriched_context), plus the
+        step's own thread, the checks and the sensor's work."""
+        return self.postgres_pool_size or self.enrich_disputes_in_flight + self.enrich_fetches_in_flight + 4
 
     @property
     def resolved_llm_provider(self) -> str:

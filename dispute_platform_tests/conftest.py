@@ -31,6 +31,7 @@ PLATFORM_TABLES = (
     "workflow_states", "dispute_events", "rejected_events", "audit_log", "proposals", "check_results",
     "reviewers", "review_decisions", "executions", "proposal_cache", "sandbox_refunds", "sandbox_credits",
     "historical_resolutions", "proposal_calibrations", "decision_tickets", "dispute_actions", "archive_passes",
+    "run_disputes",
 )  # fmt: skip
 
 

@@ -2,13 +2,18 @@
 
 Assets are thin: they read and write Postgres through `store.repo`, call the workflow functions,
 and describe what happened as per-partition metadata. A run carries many disputes at once (a
-partition range with a single-run backfill policy), so every asset loops over
-`context.partition_keys`; nothing goes through an IO manager. Most return a `MaterializeResult`
-(every dispute of the range is materialized, with its own metadata). `ai_proposal` instead yields
-one `AssetMaterialization` per dispute it proposed for and an `AssetObservation` "skipped:
-<reason>" for the others (invalid, failed upstream, already decided), so a dispute stopped by
-validation is not shown as a green proposal; it also evaluates the four cap checks (checks.py)
-once for the run and reports them per dispute.
+partition range with a single-run backfill policy), so every asset loops over the run's disputes
+(`run_keys.run_disputes`: the range's keys the run was requested for, listed once per run);
+nothing goes through an IO manager. A key inside the range that the run was not requested for is
+left untouched and says so. Most assets return a `MaterializeResult` (every dispute of the run is
+materialized, with its own metadata). `ai_proposal` instead yields one `AssetMaterialization` per
+dispute it proposed for and an `AssetObservation` "skipped: <reason>" for the others (invalid,
+failed upstream, already decided), so a dispute stopped by validation is not shown as a green
+proposal; it also evaluates the four cap checks (checks.py) once for the run and reports them per
+dispute.
+
+Steps are retried (TRANSIENT_RETRY) and a retry redoes only what is unfinished: each asset skips
+the disputes whose state in Postgres is already past its stage.
 """
 
 
@@ -38,7 +43,13 @@ from pydantic import Field
 
 from dispute_platform.checks import CAP_CHECK_SPECS, cap_check_evaluations, latest_materializations
 from dispute_platform.domain.models import DisputeEvent, EnrichedContext
-from dispute_platform.domain.states import INTAKE_MAY_RUN, PROPOSAL_MAY_REGENERATE, PROPOSAL_MAY_RUN, Status
+from dispute_platform.domain.states import (
+    ENRICHMENT_PENDING,
+    INTAKE_MAY_RUN,
+    PROPOSAL_MAY_REGENERATE,
+    PROPOSAL_MAY_RUN,
+    Status,
+)
 from dispute_platform.partitions import disputes_partitions
 from dispute_platform.resources.email import EmailSender
 from dispute_platform.resources.limits import Limits
@@ -49,6 +60,7 @@ from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.resources.providers import BillingProvider, CRMProvider, PaymentsProvider
 from dispute_platform.resources.sqs import SQSResource
 from dispute_platform.resources.vectors import VectorStoreResource
+from dispute_platform.run_keys import report_foreign, run_disputes
 from dispute_platform.settings import get_settings
 from dispute_platform.store import repo
 from dispute_platform.workflow.calibration import load_calibration
@@ -80,7 +92,9 @@ def _money(value: Decimal | None) -> float | None:
     description="The dispute as it arrived on SQS (stored by the sensor before the message was deleted).",
 )
 def raw_case(context: AssetExecutionContext, postgres: PostgresResource) -> MaterializeResult:
-    keys = list(context.partition_keys)
+    mine = run_disputes(context, postgres.db)
+    report_foreign(context, mine)
+    keys = list(mine.keys)
 
     def load(cur) -> tuple[dict[str, dict], dict[str, dict]]:
         events = repo.events_for(cur, keys)
@@ -136,6 +150,14 @@ def _context_metadata(enriched: EnrichedContext) -> dict:
     }
 
 
+class EnrichConfig(Config):
+    refetch: bool = Field(
+        default=False,
+        description="Fetch again for disputes already enriched or found invalid (the default fetches only disputes not "
+        "yet past this step, so a retried step redoes only what its failed attempt did not finish).",
+    )
+
+
 @asset(
     partitions_def=disputes_partitions,
     backfill_policy=BATCHED,
@@ -148,15 +170,22 @@ def _context_metadata(enriched: EnrichedContext) -> dict:
 )
 def enriched_context(
     context: AssetExecutionContext,
+    config: EnrichConfig,
     postgres: PostgresResource,
     crm: ResourceParam[CRMProvider],
     billing: ResourceParam[BillingProvider],
     payments: ResourceParam[PaymentsProvider],
 ) -> MaterializeResult:
-    keys = list(context.partition_keys)
     db = postgres.db
+    mine = run_disputes(context, db)
+    report_foreign(context, mine)
+    keys = list(mine.keys)
     events, states = db.transact(lambda cur: (repo.events_for(cur, keys), repo.workflow_states(cur, keys)))
-    todo = [k for k in keys if k in events and states.get(k, {}).get("status") in INTAKE_MAY_RUN]
+    # By the dispute's state: enriched or invalid already (an earlier attempt of this step, or an
+    # earlier run) is done unless `refetch` asks for it again.
+    allowed = INTAKE_MAY_RUN if config.refetch else ENRICHMENT_PENDING
+    todo = [k for k in keys if k in events and states.get(k, {}).get("status") in allowed]
+    settings = get_settings()
     providers = Providers(crm=crm, billing=billing, payments=payments)
     failures: dict[str, str] = {}
     counts = {"valid": 0, "invalid": 0, "failed": 0, "skipped": len(keys) - len(todo)}
@@ -168,7 +197,9 @@ def enriched_context(
         except Exception as exc:  # noqa: BLE001 - recorded per dispute, re-raised below
             return key, exc
 
-    with ThreadPoolExecutor(max_workers=24) as fetch_pool, ThreadPoolExecutor(max_workers=8) as dispute_pool:
+    # Threads and Postgres connections are sized together (settings.postgres_connections).
+    with ThreadPoolExecutor(max_workers=settings.enrich_fetches_in_flight) as fetch_pool, \
+            ThreadPoolExecutor(max_workers=settings.enrich_disputes_in_flight) as dispute_pool:
         results = list(dispute_pool.map(one, todo))
 
     for key, result in results:
@@ -219,7 +250,7 @@ def enriched_context(
     for key in keys:
         if key not in todo:
             status = states.get(key, {}).get("status", "no workflow state")
-            context.add_asset_metadata({"status": f"not re-enriched: dispute is {status}"}, partition_key=key)
+            context.add_asset_metadata({"status": f"not enriched again: dispute is {status}"}, partition_key=key)
     if failures:
         raise Failure(
             description=f"{len(failures)} of {len(todo)} disputes could not be fetched; they are marked fetch_failed "
@@ -307,11 +338,17 @@ def ai_proposal(
     email: ResourceParam[EmailSender],
     sqs: SQSResource,
 ) -> Iterator[AssetMaterialization | AssetObservation | AssetCheckEvaluation | Output]:
-    keys = list(context.partition_keys)
     db = postgres.db
-    states = db.transact(lambda cur: repo.workflow_states(cur, keys))
+    mine = run_disputes(context, db)
+    if mine.foreign:  # this asset yields per-dispute events: a key that is not this run's gets none
+        context.log.warning(f"{len(mine.foreign)} partition(s) in this run's range are not its disputes; left untouched: "
+                            f"{list(mine.foreign[:10])}")  # fmt: skip
+    keys = list(mine.keys)
+    states, latest = db.transact(lambda cur: (repo.workflow_states(cur, keys), repo.latest_proposals(cur, keys)))
     allowed = PROPOSAL_MAY_REGENERATE if config.regenerate else PROPOSAL_MAY_RUN
-    todo = [k for k in keys if states.get(k, {}).get("status") in allowed]
+    # A proposal this run already saved (an earlier attempt of this step) is not asked for again.
+    todo = [k for k in keys if states.get(k, {}).get("status") in allowed
+            and (latest.get(k) or {}).get("dagster_run_id") != context.run_id]  # fmt: skip
     proposal_limits = limits.proposal_limits()
     settings = get_settings()
     contexts = {k: load_context(states[k]) for k in todo}
@@ -330,7 +367,8 @@ def ai_proposal(
         except Exception as exc:  # noqa: BLE001 - recorded per dispute, re-raised below
             return key, exc, started
 
-    workers = 4 if proposer.cacheable else 1  # paid providers wait on the network; rules do not
+    # Paid providers wait on the network; the rules engine does not.
+    workers = settings.proposals_in_flight if proposer.cacheable else 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(one, todo))
 
@@ -513,8 +551,10 @@ def _launchpad_decision(context: AssetExecutionContext, config: ReviewDecisionCo
 def review_decision(
     context: AssetExecutionContext, config: ReviewDecisionConfig, postgres: PostgresResource, limits: ResourceParam[Limits]
 ) -> MaterializeResult:
-    keys = list(context.partition_keys)
     db = postgres.db
+    mine = run_disputes(context, db)
+    report_foreign(context, mine)
+    keys = list(mine.keys)
     if config.decision is not None or config.ticket is not None or config.reviewer is not None:
         if len(keys) != 1:
             raise Failure(description="a launchpad decision is for one dispute: select a single partition", allow_retries=False)
@@ -564,9 +604,12 @@ def executed_resolution(
     from dispute_platform.resources.providers import RefundRefused
     from dispute_platform.workflow.execute import ExecutionRefused, execute_decision
 
+    mine = run_disputes(context, postgres.db)
+    report_foreign(context, mine)
     errors: dict[str, str] = {}
+    refused_by_provider: dict[str, str] = {}
     permanent = True
-    for key in context.partition_keys:
+    for key in mine.keys:
         try:
             result = execute_decision(
                 postgres.db, key, payments=payments, billing=billing, crm=crm, email=email, run_id=context.run_id,
@@ -577,8 +620,9 @@ def executed_resolution(
             context.log.warning(f"{key}: {refused}")
             continue
         except RefundRefused as refused:
-            errors[key] = f"refused by the provider: {refused}"
-            context.add_asset_metadata({"status": "execution_failed", "error": errors[key]}, partition_key=key)
+            refused_by_provider[key] = f"refused by the provider: {refused}"
+            context.add_asset_metadata({"status": "execution_failed", "error": refused_by_provider[key]}, partition_key=key)
+            context.log.error(f"{key}: {refused_by_provider[key]}")
             continue
         except Exception as exc:  # noqa: BLE001 - recorded by execute_decision; retried below
             errors[key] = f"{exc.__class__.__name__}: {exc}"
@@ -596,7 +640,16 @@ def executed_resolution(
             },
             partition_key=key,
         )
+    # A refusal the provider stated is final for that dispute (execution_failed, with the reason); in
+    # a run of one dispute it fails the run, in a batch it must not keep the others from being
+    # remembered. Any other error fails the step, which retries: done disputes replay as already_done.
+    if refused_by_provider and (errors or len(mine.keys) == 1):
+        errors |= refused_by_provider
+    elif refused_by_provider:
+        context.log.error(f"{len(refused_by_provider)} of {len(mine.keys)} execution(s) refused by the provider: "
+                          f"{sorted(refused_by_provider)}")  # fmt: skip
     if errors:
+        permanent = permanent and all(k in refused_by_provider for k in errors)
         raise Failure(
             description=f"{len(errors)} execution(s) failed; each dispute is marked execution_failed with the error",
             metadata={"errors": MetadataValue.json(errors)},
@@ -624,7 +677,17 @@ def resolution_embedding(
 ) -> MaterializeResult:
     from dispute_platform.workflow.remember import remember_resolution
 
-    for key in context.partition_keys:
+    mine = run_disputes(context, postgres.db)
+    report_foreign(context, mine)
+    keys = list(mine.keys)
+    if mine.batch is not None:
+        # A review batch: a dispute already remembered (an earlier attempt of this step) is done.
+        states = postgres.db.transact(lambda cur: repo.workflow_states(cur, keys))
+        done = [k for k in keys if states.get(k, {}).get("status") == Status.COMPLETED]
+        for key in done:
+            context.add_asset_metadata({"status": "skipped", "reason": "already remembered"}, partition_key=key)
+        keys = [k for k in keys if k not in done]
+    for key in keys:
         remembered = remember_resolution(postgres.db, vectors, key, context.run_id)
         if remembered.record is None:
             context.add_asset_metadata({"status": "skipped", "reason": remembered.skipped}, partition_key=key)

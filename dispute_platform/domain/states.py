@@ -34,6 +34,8 @@ class Status(StrEnum):
 
 
 INTAKE_MAY_RUN = frozenset({Status.RECEIVED, Status.RUNNING, Status.FETCH_FAILED, Status.INVALID, Status.ENRICHED})
+# Not yet past enrichment: what enriched_context does unless asked to fetch again.
+ENRICHMENT_PENDING = frozenset({Status.RECEIVED, Status.RUNNING, Status.FETCH_FAILED})
 PROPOSAL_MAY_RUN = frozenset({Status.ENRICHED, Status.PROPOSAL_FAILED})
 # A reviewer may ask for a fresh proposal while nothing has been decided yet.
 PROPOSAL_MAY_REGENERATE = PROPOSAL_MAY_RUN | {Status.BLOCKED, Status.MODEL_FAILED, Status.PENDING_REVIEW, Status.REVIEW_ESCALATED}

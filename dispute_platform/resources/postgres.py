@@ -28,4 +28,7 @@ class PostgresResource(ConfigurableResource):
 
     @cached_property
     def db(self) -> Database:
-        return Database(self.url)
+        from dispute_platform.settings import get_settings
+
+        # As many connections as the busiest step's threads use at once (POSTGRES_POOL_SIZE).
+        return Database(self.url, maxconn=get_settings().postgres_connections)

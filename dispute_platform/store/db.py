@@ -63,13 +63,27 @@ def sqlalchemy_url(url: str) -> str:
     return "postgresql+psycopg2://" + libpq_url(url)[len("postgresql://") :]
 
 
+class PoolBusy(RuntimeError):
+    """Every connection of the pool stayed in use for longer than the caller would wait."""
+
+
 class Database:
-    def __init__(self, url: str, *, maxconn: int = 8, schema: str = SCHEMA):
+    """`maxconn` connections at most; a thread that finds them all in use waits (up to
+    `wait_seconds`) for one to come back, instead of failing as psycopg2's pool does ("connection
+    pool exhausted"). Size it to the threads that use it at once (settings.postgres_connections)."""
+
+    def __init__(self, url: str, *, maxconn: int = 8, schema: str = SCHEMA, wait_seconds: float = 120.0):
         self.url = libpq_url(url)
         self.schema = schema
         self._maxconn = maxconn
+        self._wait_seconds = wait_seconds
+        self._slots = threading.BoundedSemaphore(maxconn)
         self._pool: psycopg2.pool.ThreadedConnectionPool | None = None
         self._lock = threading.Lock()
+
+    @property
+    def maxconn(self) -> int:
+        return self._maxconn
 
     def _get_pool(self) -> psycopg2.pool.ThreadedConnectionPool:
         with self._lock:
@@ -88,7 +102,13 @@ class Database:
     def cursor(self) -> Iterator[Cursor]:
         """One transaction: committed when the block ends, rolled back if it raises."""
         pool = self._get_pool()
-        conn = pool.getconn()
+        if not self._slots.acquire(timeout=self._wait_seconds):
+            raise PoolBusy(f"all {self._maxconn} Postgres connections stayed busy for {self._wait_seconds:g}s")
+        try:
+            conn = pool.getconn()
+        except BaseException:
+            self._slots.release()
+            raise
         broken = False
         try:
             with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
@@ -106,7 +126,10 @@ class Database:
                 broken = True
             raise
         finally:
-            pool.putconn(conn, close=broken or conn.closed != 0)
+            try:
+                pool.putconn(conn, close=broken or conn.closed != 0)
+            finally:
+                self._slots.release()
 
     def transact(self, fn: Callable[[Cursor], T], *, attempts: int = 8, max_wait: float = 30.0) -> T:
         """Run `fn(cursor)` in a transaction, again on a fresh connection if the server dropped
