@@ -60,7 +60,7 @@ from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.resources.providers import BillingProvider, CRMProvider, PaymentsProvider
 from dispute_platform.resources.sqs import SQSResource
 from dispute_platform.resources.vectors import VectorStoreResource
-from dispute_platform.run_keys import report_foreign, run_disputes
+from dispute_platform.run_keys import add_metadata, report_foreign, run_disputes
 from dispute_platform.settings import get_settings
 from dispute_platform.store import repo
 from dispute_platform.workflow.calibration import load_calibration
@@ -109,20 +109,17 @@ def raw_case(context: AssetExecutionContext, postgres: PostgresResource) -> Mate
     for key in keys:
         row = events.get(key)
         if row is None:
-            context.add_asset_metadata({"status": "no event stored for this case id"}, partition_key=key)
+            add_metadata(context, mine, key, {"status": "no event stored for this case id"})
             continue
         body = row["body"]
-        context.add_asset_metadata(
-            {
+        add_metadata(context, mine, key, {
                 "event_id": row["event_id"],
                 "customer_id": body.get("customer_id") or "-",
                 "dispute_type (event)": body.get("dispute_type") or "-",
                 "amount (event)": body.get("amount") if isinstance(body.get("amount"), int | float) else None,
                 "received_at": row["received_at"].isoformat(),
                 "status": states.get(key, {}).get("status", "unknown"),
-            },
-            partition_key=key,
-        )
+            })
     missing = [k for k in keys if k not in events]
     if missing:
         context.log.warning(f"{len(missing)} partition(s) have no stored event: {missing[:10]}")
@@ -211,7 +208,7 @@ def enriched_context(
                 transition(cur, key, Status.FETCH_FAILED, "enriched_context", reason, run_id=context.run_id)
                 and repo.audit(cur, key, "enriched_context", "fetch_failed", {"error": reason}, run_id=context.run_id),
             ))  # fmt: skip
-            context.add_asset_metadata({"status": "fetch failed", "error": reason}, partition_key=key)
+            add_metadata(context, mine, key, {"status": "fetch failed", "error": reason})
             continue
         if isinstance(result, CaseMissing):
             counts["invalid"] += 1
@@ -220,7 +217,7 @@ def enriched_context(
                            validation={"valid": False, "issues": [{"code": "case_not_found", "message": result.reason}]})
                 and repo.audit(cur, key, "enriched_context", "invalid", {"reason": result.reason}, run_id=context.run_id),
             ))  # fmt: skip
-            context.add_asset_metadata({"valid": False, "verdict": result.reason}, partition_key=key)
+            add_metadata(context, mine, key, {"valid": False, "verdict": result.reason})
             continue
         enriched = result
         verdict = enriched.verdict
@@ -245,12 +242,12 @@ def enriched_context(
             and repo.audit(cur, key, "enriched_context", "valid" if enriched.verdict.valid else "invalid",
                        {"issues": validation["issues"]}, run_id=context.run_id),
         ))  # fmt: skip
-        context.add_asset_metadata(_context_metadata(enriched), partition_key=key)
+        add_metadata(context, mine, key, _context_metadata(enriched))
 
     for key in keys:
         if key not in todo:
             status = states.get(key, {}).get("status", "no workflow state")
-            context.add_asset_metadata({"status": f"not enriched again: dispute is {status}"}, partition_key=key)
+            add_metadata(context, mine, key, {"status": f"not enriched again: dispute is {status}"})
     if failures:
         raise Failure(
             description=f"{len(failures)} of {len(todo)} disputes could not be fetched; they are marked fetch_failed "
@@ -563,8 +560,7 @@ def review_decision(
     for key in keys:
         state = states.get(key, {})
         review = state.get("human_review_data") or {}
-        context.add_asset_metadata(
-            {
+        add_metadata(context, mine, key, {
                 "status": state.get("status", "unknown"),
                 "decision": review.get("decision", "none yet"),
                 "reviewers": ", ".join(review.get("reviewers", [])) or "-",
@@ -573,9 +569,7 @@ def review_decision(
                 "final": bool(review.get("final")),
                 "changed_from_proposal": MetadataValue.json(review.get("changed_from_proposal") or {}),
                 "comments": review.get("comments", ""),
-            },
-            partition_key=key,
-        )
+            })
     return MaterializeResult()
 
 
@@ -616,30 +610,27 @@ def executed_resolution(
                 caps=limits.caps,
             )
         except ExecutionRefused as refused:
-            context.add_asset_metadata({"status": "refused", "reason": str(refused)}, partition_key=key)
+            add_metadata(context, mine, key, {"status": "refused", "reason": str(refused)})
             context.log.warning(f"{key}: {refused}")
             continue
         except RefundRefused as refused:
             refused_by_provider[key] = f"refused by the provider: {refused}"
-            context.add_asset_metadata({"status": "execution_failed", "error": refused_by_provider[key]}, partition_key=key)
+            add_metadata(context, mine, key, {"status": "execution_failed", "error": refused_by_provider[key]})
             context.log.error(f"{key}: {refused_by_provider[key]}")
             continue
         except Exception as exc:  # noqa: BLE001 - recorded by execute_decision; retried below
             errors[key] = f"{exc.__class__.__name__}: {exc}"
             permanent = False
-            context.add_asset_metadata({"status": "execution_failed", "error": errors[key]}, partition_key=key)
+            add_metadata(context, mine, key, {"status": "execution_failed", "error": errors[key]})
             continue
-        context.add_asset_metadata(
-            {
+        add_metadata(context, mine, key, {
                 "status": result.status,
                 "action": result.action,
                 "amount": _money(result.amount),
                 "reference": result.reference or "-",
                 "replayed": result.replayed,
                 "detail": result.detail or "-",
-            },
-            partition_key=key,
-        )
+            })
     # A refusal the provider stated is final for that dispute (execution_failed, with the reason); in
     # a run of one dispute it fails the run, in a batch it must not keep the others from being
     # remembered. Any other error fails the step, which retries: done disputes replay as already_done.
@@ -685,16 +676,15 @@ def resolution_embedding(
         states = postgres.db.transact(lambda cur: repo.workflow_states(cur, keys))
         done = [k for k in keys if states.get(k, {}).get("status") == Status.COMPLETED]
         for key in done:
-            context.add_asset_metadata({"status": "skipped", "reason": "already remembered"}, partition_key=key)
+            add_metadata(context, mine, key, {"status": "skipped", "reason": "already remembered"})
         keys = [k for k in keys if k not in done]
     for key in keys:
         remembered = remember_resolution(postgres.db, vectors, key, context.run_id)
         if remembered.record is None:
-            context.add_asset_metadata({"status": "skipped", "reason": remembered.skipped}, partition_key=key)
+            add_metadata(context, mine, key, {"status": "skipped", "reason": remembered.skipped})
             continue
         record = remembered.record
-        context.add_asset_metadata(
-            {
+        add_metadata(context, mine, key, {
                 "status": "embedded",
                 "action": record.action,
                 "resolved_amount": _money(record.resolved_amount),
@@ -702,7 +692,5 @@ def resolution_embedding(
                 "citations": ", ".join(record.citations) or "-",
                 "embedding_model": vectors.embedder.identity,
                 "document": MetadataValue.md(record.document()),
-            },
-            partition_key=key,
-        )
+            })
     return MaterializeResult()
