@@ -32,7 +32,9 @@ dev: $(STAMP)  ## the Dagster UI on the same storage
 api: $(STAMP)  ## the decision endpoint on :8003
 	$(BIN)/dispute-platform api
 
-check: $(STAMP)  ## generated files up to date, types (mypy, strict on domain/ and store/), Dagster definitions valid (dg check defs, offline)
+check: $(STAMP)  ## lint and format (ruff), generated files up to date, types (mypy, strict on domain/ and store/), Dagster definitions valid (dg check defs, offline)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python scripts/build_policies.py --check
 	$(BIN)/python scripts/build_sandbox_world.py --check
 	$(BIN)/mypy

@@ -7,8 +7,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -23,6 +23,7 @@ from dispute_platform.commands.shell import migrate as _migrate
 from dispute_platform.commands.shell import set_pool_limits as _set_pool_limits
 from dispute_platform.commands.shell import stop as _stop
 from dispute_platform.settings import get_settings
+
 
 @click.group()
 @click.version_option(__version__, prog_name="dispute-platform")
@@ -80,7 +81,9 @@ def setup(check: bool, reset: bool, yes: bool, skip_db: bool, skip_vector: bool)
         from dispute_platform.commands.knowledge import clear_chroma
         from dispute_platform.commands.progress import step
 
-        planned = [name for name, wanted in (("reset", reset), ("database", not skip_db), ("knowledge", not skip_vector)) if wanted]
+        planned = [
+            name for name, wanted in (("reset", reset), ("database", not skip_db), ("knowledge", not skip_vector)) if wanted
+        ]
         if reset:
             if not yes:
                 _fail("--reset drops every platform table and the sandbox's refunds and credits; add --yes to confirm")
@@ -111,7 +114,12 @@ def _sample_events() -> list[dict]:
 @click.option("--case-id", help="Publish the sample event of this case (or a bare event naming it).")
 @click.option("--count", type=int, help="Publish the first N sample events.")
 @click.option("--queue-url", help="Queue to publish to (default: DISPUTE_EVENTS_QUEUE_URL or the local queue).")
-@click.option("--file", "file_", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="JSON lines file: one event body per line, sent as is.")
+@click.option(
+    "--file",
+    "file_",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON lines file: one event body per line, sent as is.",
+)
 def publish(case_id: str | None, count: int | None, queue_url: str | None, file_: Path | None) -> None:
     """Send dispute events to SQS."""
     with local_services(verbose=False) as services:
@@ -124,11 +132,15 @@ def publish(case_id: str | None, count: int | None, queue_url: str | None, file_
 
         sqs = build_resources(get_settings())["sqs"]
         if file_ is not None:
-            bodies: list[str | dict] = [line.rstrip("\n") for line in file_.read_text(encoding="utf-8").splitlines() if line.strip()]
+            bodies: list[str | dict] = [
+                line.rstrip("\n") for line in file_.read_text(encoding="utf-8").splitlines() if line.strip()
+            ]
         else:
             samples = _sample_events()
             if case_id:
-                bodies = [e for e in samples if e["case_id"] == case_id] or [{"case_id": case_id, "event_id": f"evt-{case_id}-manual"}]
+                bodies = [e for e in samples if e["case_id"] == case_id] or [
+                    {"case_id": case_id, "event_id": f"evt-{case_id}-manual"}
+                ]
             else:
                 n = len(samples) if count is None else count
                 if n > len(samples):
@@ -146,7 +158,14 @@ def _active_runs() -> int:
 
     with DagsterInstance.get() as instance:
         return instance.get_runs_count(
-            RunsFilter(statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED])
+            RunsFilter(
+                statuses=[
+                    DagsterRunStatus.QUEUED,
+                    DagsterRunStatus.NOT_STARTED,
+                    DagsterRunStatus.STARTING,
+                    DagsterRunStatus.STARTED,
+                ]
+            )
         )
 
 
@@ -212,7 +231,7 @@ def run(auto_approve: bool, timeout: float, no_samples: bool) -> None:
         if not no_samples and sqs.approximate_depth() == 0:
             sent = sqs.send_many(_sample_events())
             console.print(f"published {sent} sample events to {sqs.dispute_events_queue_url}")
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         daemon = _background("dagster-daemon", "run", "-w", str(services.workspace), log_name="daemon")
         try:
             console.print(f"dagster-daemon started (sensors, run queue); logs in {daemon.log_path}")
@@ -424,7 +443,9 @@ def reviewer_list() -> None:
         table = Table("name", "kind", "e-mail", "created", "state", "decisions")
         for row in rows:
             state = f"revoked {row['disabled_at']:%Y-%m-%d %H:%M}" if row["disabled_at"] else "active"
-            table.add_row(row["name"], row["kind"], row["email"] or "-", f"{row['created_at']:%Y-%m-%d}", state, str(row["decisions"]))
+            table.add_row(
+                row["name"], row["kind"], row["email"] or "-", f"{row['created_at']:%Y-%m-%d}", state, str(row["decisions"])
+            )
         console.print(table)
 
 
@@ -443,13 +464,21 @@ def status() -> None:
 # --- commands whose bodies live in dispute_platform/commands/ ------------------------------------
 from dispute_platform.commands.archive import archive_command  # noqa: E402
 from dispute_platform.commands.cfpb import import_cfpb_command  # noqa: E402
-from dispute_platform.commands.evaluate import evaluate_command  # noqa: E402
 from dispute_platform.commands.costs import costs_command  # noqa: E402
 from dispute_platform.commands.doctor import doctor_command  # noqa: E402
+from dispute_platform.commands.evaluate import evaluate_command  # noqa: E402
 from dispute_platform.commands.reembed import reembed_command  # noqa: E402
 from dispute_platform.commands.serve import serve_command  # noqa: E402
 
-for _command in (archive_command, import_cfpb_command, evaluate_command, doctor_command, costs_command, reembed_command, serve_command):
+for _command in (
+    archive_command,
+    import_cfpb_command,
+    evaluate_command,
+    doctor_command,
+    costs_command,
+    reembed_command,
+    serve_command,
+):
     main.add_command(_command)
 
 

@@ -22,17 +22,17 @@ from dispute_platform.assets.disputes import (
 )
 from dispute_platform.assets.knowledge import company_policies, historical_resolutions, proposal_calibration
 from dispute_platform.assets.retention import dispute_archive
+from dispute_platform.logs import install_workflow_log
+from dispute_platform.operations import operations_assets, operations_jobs, operations_schedules, operations_sensors
+from dispute_platform.resources.connectors.config import ConnectorSettings, select_providers
 from dispute_platform.resources.email import OutboxEmail, SmtpEmail
 from dispute_platform.resources.limits import Limits
 from dispute_platform.resources.llm import OpenAIProposer, PrecedentProposer
 from dispute_platform.resources.postgres import PostgresResource
-from dispute_platform.resources.connectors.config import ConnectorSettings, select_providers
 from dispute_platform.resources.sqs import SQSResource
 from dispute_platform.resources.vectors import VectorStoreResource
 from dispute_platform.sensors import review_decision_sensor, sqs_dispute_sensor
 from dispute_platform.settings import Settings, get_settings
-from dispute_platform.operations import operations_assets, operations_jobs, operations_schedules, operations_sensors
-from dispute_platform.logs import install_workflow_log
 
 LOCAL_EVENTS_QUEUE = "dispute-events"
 LOCAL_REVIEW_QUEUE = "human-review-notifications"

@@ -20,9 +20,9 @@ from typing import Any
 
 import yaml
 
+from dispute_platform.logs import dagster_python_logs_config
 from dispute_platform.settings import REPO_ROOT, Settings, get_settings
 from dispute_platform.store.db import Database, sqlalchemy_url
-from dispute_platform.logs import dagster_python_logs_config
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ A re-embedding run carries a range of consecutive hash buckets (partition range 
 other and behind any other Chroma writer.
 """
 
-
 from dagster import (
     DagsterRunStatus,
     DefaultScheduleStatus,
@@ -30,8 +29,8 @@ from dispute_platform.domain.reembed import BucketRange, all_buckets, run_ranges
 from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.resources.vectors import VectorStoreResource
 from dispute_platform.settings import get_settings
-from dispute_platform.workflow.calibration import history_version, stored_history_version
 from dispute_platform.store.history import changed_model_counts
+from dispute_platform.workflow.calibration import history_version, stored_history_version
 from dispute_platform.workflow.reembed import current_model_identity
 
 RANGE_START = "dagster/asset_partition_range_start"

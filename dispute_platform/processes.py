@@ -66,9 +66,7 @@ def start_background(program: str, *args: str, log_dir: Path, log_name: str, cwd
     log_path = log_dir / f"{log_name}.log"
     exe = Path(sys.executable).with_name(program)
     with log_path.open("ab") as log_file:
-        process = subprocess.Popen(
-            [str(exe), *args], cwd=cwd, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        process = subprocess.Popen([str(exe), *args], cwd=cwd, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     return Background(log_name, process, log_path)
 
 

@@ -77,9 +77,7 @@ def run_disputes(context: Any, db: Database) -> RunDisputes:
             answer = RunDisputes(tuple(keys), (), None)
         else:
             requested = db.transact(lambda cur: store.batch_disputes(cur, batch))
-            answer = RunDisputes(
-                tuple(k for k in keys if k in requested), tuple(k for k in keys if k not in requested), batch
-            )
+            answer = RunDisputes(tuple(k for k in keys if k in requested), tuple(k for k in keys if k not in requested), batch)
         _CACHE[cache_key] = answer
         while len(_CACHE) > 8:
             _CACHE.popitem(last=False)

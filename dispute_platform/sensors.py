@@ -15,7 +15,6 @@ REVIEW_RANGE_MAX_GAP keys apart) share a range run (up to REVIEW_BATCH_SIZE), re
 `run_disputes`, and a decided dispute with none near it gets a run of its own.
 """
 
-
 from dagster import (
     AssetKey,
     DefaultSensorStatus,
@@ -34,9 +33,9 @@ from dispute_platform.resources.sqs import SQSResource
 from dispute_platform.run_keys import BATCH_TAG
 from dispute_platform.settings import get_settings
 from dispute_platform.store import repo
+from dispute_platform.store import reviewers as reviewer_store
 from dispute_platform.store import run_disputes as batches
 from dispute_platform.workflow.intake import ingest_from_queue
-from dispute_platform.store import reviewers as reviewer_store
 from dispute_platform.workflow.notify import escalate_overdue, notify_overdue
 
 INTAKE_ASSETS = [AssetKey("raw_case"), AssetKey("enriched_context"), AssetKey("ai_proposal")]
@@ -71,8 +70,12 @@ def intake_run_requests(new: list[repo.NewDispute], existing: set[str], per_run:
             RunRequest(
                 run_key=run_key,
                 asset_selection=INTAKE_ASSETS,
-                tags={RANGE_START: chunk[0].case_id, RANGE_END: chunk[-1].case_id, "dispute_platform/step": "intake",
-                      BATCH_TAG: run_key},  # fmt: skip
+                tags={
+                    RANGE_START: chunk[0].case_id,
+                    RANGE_END: chunk[-1].case_id,
+                    "dispute_platform/step": "intake",
+                    BATCH_TAG: run_key,
+                },  # fmt: skip
             )
         )
     for dispute in new:
@@ -170,7 +173,6 @@ def events_since(cur, cursor: int, max_new: int) -> tuple[list[repo.NewDispute],
     return new, repo.returning_disputes_between(cur, cursor, upto), upto
 
 
-
 REVIEW_ASSETS = [AssetKey("review_decision"), AssetKey("executed_resolution"), AssetKey("resolution_embedding")]
 
 
@@ -205,7 +207,9 @@ def review_run_request(batch: str, case_ids: list[str]) -> RunRequest:
     tags = {"dispute_platform/step": "review", BATCH_TAG: batch}
     if len(case_ids) == 1:
         return RunRequest(run_key=batch, partition_key=case_ids[0], asset_selection=REVIEW_ASSETS, tags=tags)
-    return RunRequest(run_key=batch, asset_selection=REVIEW_ASSETS, tags=tags | {RANGE_START: case_ids[0], RANGE_END: case_ids[-1]})
+    return RunRequest(
+        run_key=batch, asset_selection=REVIEW_ASSETS, tags=tags | {RANGE_START: case_ids[0], RANGE_END: case_ids[-1]}
+    )
 
 
 def review_run_requests(db, instance, decided: list[dict], most: int, max_gap: int = 0) -> list[RunRequest]:
@@ -265,5 +269,6 @@ def review_decision_sensor(
     decided = db.transact(lambda cur: reviewer_store.decided_awaiting_execution(cur))
     if not decided:
         return SkipReason("no decided dispute awaits execution")
-    return SensorResult(run_requests=review_run_requests(db, context.instance, decided, settings.review_batch_size,
-                                                      settings.review_range_max_gap))
+    return SensorResult(
+        run_requests=review_run_requests(db, context.instance, decided, settings.review_batch_size, settings.review_range_max_gap)
+    )

@@ -41,7 +41,8 @@ class Settings(BaseSettings):
         description="AWS region of the queues.",
     )
     sqs_endpoint_url: str | None = Field(
-        default=None, description="SQS endpoint override (a local SQS-compatible server). Unset with no queue URLs: the CLI starts one."
+        default=None,
+        description="SQS endpoint override (a local SQS-compatible server). Unset with no queue URLs: the CLI starts one.",
     )
     dispute_events_queue_url: str | None = Field(default=None, description="Queue the dispute events arrive on.")
     human_review_notifications_queue_url: str | None = Field(
@@ -69,7 +70,9 @@ class Settings(BaseSettings):
         default=5.0, ge=0, description="First delay of a step retry (doubling, 3 retries) after a transient failure."
     )
     disputes_per_run: int = Field(
-        default=250, ge=1, description="Most new disputes one intake run carries (a tick's new disputes are split into even runs)."
+        default=250,
+        ge=1,
+        description="Most new disputes one intake run carries (a tick's new disputes are split into even runs).",
     )
     review_batch_size: int = Field(
         default=250,
@@ -90,7 +93,10 @@ class Settings(BaseSettings):
         default=24, ge=1, le=128, description="Source-system calls (CRM, billing, payments) in flight at once in a run."
     )
     proposals_in_flight: int = Field(
-        default=4, ge=1, le=64, description="Proposals made at the same time in a run (paid providers; the rules engine makes one at a time)."
+        default=4,
+        ge=1,
+        le=64,
+        description="Proposals made at the same time in a run (paid providers; the rules engine makes one at a time).",
     )
     postgres_pool_size: int | None = Field(
         default=None,
@@ -115,12 +121,22 @@ class Settings(BaseSettings):
         default=None,
         description='Price table override, JSON: {"model": {"input_per_1m": 0.15, "output_per_1m": 0.6, "cached_input_per_1m": 0.075}}.',
     )
-    max_input_tokens: int = Field(default=defaults.MAX_INPUT_TOKENS, ge=200, description="Cap on prompt tokens per dispute (o200k_base).")
+    max_input_tokens: int = Field(
+        default=defaults.MAX_INPUT_TOKENS, ge=200, description="Cap on prompt tokens per dispute (o200k_base)."
+    )
     max_output_tokens: int = Field(default=defaults.MAX_OUTPUT_TOKENS, ge=16, description="Cap on completion tokens per dispute.")
-    max_cost_per_dispute_usd: Decimal = Field(default=defaults.MAX_COST_PER_DISPUTE_USD, ge=0, description="Cap on LLM cost per dispute.")
-    prompt_similar_cases_tokens: int = Field(default=defaults.SIMILAR_CASES_TOKENS, ge=0, description="Token budget of the 3 similar past cases in a prompt.")
-    prompt_policies_tokens: int = Field(default=defaults.POLICIES_TOKENS, ge=0, description="Token budget of the 3 policy sections in a prompt.")
-    prompt_charges_tokens: int = Field(default=defaults.CHARGES_TOKENS, ge=0, description="Token budget of the 5 most relevant charges in a prompt.")
+    max_cost_per_dispute_usd: Decimal = Field(
+        default=defaults.MAX_COST_PER_DISPUTE_USD, ge=0, description="Cap on LLM cost per dispute."
+    )
+    prompt_similar_cases_tokens: int = Field(
+        default=defaults.SIMILAR_CASES_TOKENS, ge=0, description="Token budget of the 3 similar past cases in a prompt."
+    )
+    prompt_policies_tokens: int = Field(
+        default=defaults.POLICIES_TOKENS, ge=0, description="Token budget of the 3 policy sections in a prompt."
+    )
+    prompt_charges_tokens: int = Field(
+        default=defaults.CHARGES_TOKENS, ge=0, description="Token budget of the 5 most relevant charges in a prompt."
+    )
     prompt_description_tokens: int | None = Field(
         default=None, ge=0, description="Cap on the customer's description. Unset: whatever the input cap leaves."
     )
@@ -141,13 +157,22 @@ class Settings(BaseSettings):
         "or below this USD value are executed without a reviewer (as `auto-policy`). 0: the lane is off.",
     )
     auto_approve_min_confidence: float = Field(
-        default=defaults.AUTO_APPROVE_MIN_CONFIDENCE, ge=0, le=1, description="Lowest calibrated confidence the auto-approval lane accepts."
+        default=defaults.AUTO_APPROVE_MIN_CONFIDENCE,
+        ge=0,
+        le=1,
+        description="Lowest calibrated confidence the auto-approval lane accepts.",
     )
     auto_approve_sample_rate: float = Field(
-        default=defaults.AUTO_APPROVE_SAMPLE_RATE, ge=0, le=1, description="Share of auto-approvals sampled for a reviewer's look after the fact."
+        default=defaults.AUTO_APPROVE_SAMPLE_RATE,
+        ge=0,
+        le=1,
+        description="Share of auto-approvals sampled for a reviewer's look after the fact.",
     )
     decision_ticket_ttl_seconds: int = Field(
-        default=defaults.DECISION_TICKET_TTL_SECONDS, ge=30, le=86400, description="How long a launchpad decision ticket stays valid (single use)."
+        default=defaults.DECISION_TICKET_TTL_SECONDS,
+        ge=30,
+        le=86400,
+        description="How long a launchpad decision ticket stays valid (single use).",
     )
     # --- knowledge ---------------------------------------------------------------------------
     chroma_db_path: Path | None = Field(default=None, description="Chroma folder. Unset: DISPUTE_PLATFORM_HOME/chroma.")
@@ -162,7 +187,8 @@ class Settings(BaseSettings):
         "import); torch: sentence-transformers. A model the export cannot take stays on torch.",
     )
     embedding_cache_dir: Path | None = Field(
-        default=None, description="Folder of the one-time ONNX export. Unset: $XDG_CACHE_HOME/dispute_platform, else ~/.cache/dispute_platform."
+        default=None,
+        description="Folder of the one-time ONNX export. Unset: $XDG_CACHE_HOME/dispute_platform, else ~/.cache/dispute_platform.",
     )
     policies_dir: Path = Field(default=REPO_ROOT / "policies", description="Folder of policy .docx files.")
     # --- people ------------------------------------------------------------------------------
@@ -171,7 +197,9 @@ class Settings(BaseSettings):
     gmail_app_password: SecretStr | None = Field(default=None, description="SMTP password (a Gmail app password).")
     smtp_host: str | None = Field(default=None, description="SMTP server. Unset with GMAIL_EMAIL set: smtp.gmail.com.")
     smtp_port: int = Field(default=587, description="SMTP port (STARTTLS).")
-    email_outbox: Path | None = Field(default=None, description="Folder for .eml files when no SMTP is set. Unset: DISPUTE_PLATFORM_HOME/outbox.")
+    email_outbox: Path | None = Field(
+        default=None, description="Folder for .eml files when no SMTP is set. Unset: DISPUTE_PLATFORM_HOME/outbox."
+    )
     dagster_ui_url: str = Field(default="http://localhost:3000", description="Base URL of the Dagster UI, for links in e-mails.")
     review_sla_hours: float = Field(default=48.0, gt=0, description="Pending reviews older than this are escalated.")
     api_host: str = Field(default="127.0.0.1", description="Decision endpoint bind address.")

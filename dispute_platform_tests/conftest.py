@@ -23,8 +23,8 @@ os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("STEP_RETRY_DELAY_SECONDS", "0")  # retries still happen, without the wait
 
 from dispute_platform.local import scratch_queues  # noqa: E402
-from dispute_platform.store.scratch import scratch_database  # noqa: E402
 from dispute_platform.store.db import Database  # noqa: E402
+from dispute_platform.store.scratch import scratch_database  # noqa: E402
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 PLATFORM_TABLES = (

@@ -23,7 +23,8 @@ def describe() -> dict:
         assets[key.to_user_string()] = {
             "group": node.group_name,
             "partitions": type(partitions).__name__ + (f":{partitions.name}" if getattr(partitions, "name", None) else "")
-            if partitions else None,  # fmt: skip
+            if partitions
+            else None,  # fmt: skip
             "deps": sorted(k.to_user_string() for k in node.parent_keys),
             "kinds": sorted(node.kinds),
             "checks": sorted(c.name for c in node.check_keys),

@@ -179,7 +179,9 @@ def main() -> int:
         chunks = load_policies(vectors, REPO / "policies")
         seed = read_seed_history()
         vectors.upsert_resolutions(seed)
-        print(f"Chroma seeded: {len(chunks)} policy sections, {len(seed)} seed past cases (embedded by {vectors.embedder.identity})")
+        print(
+            f"Chroma seeded: {len(chunks)} policy sections, {len(seed)} seed past cases (embedded by {vectors.embedder.identity})"
+        )
         contexts = [complaint_context(c) for c in complaints]
         query_vectors = vectors.embedder.encode([query_text(ctx) for ctx in contexts])
         default = PromptBudget()
@@ -197,7 +199,18 @@ def main() -> int:
         build_times.append((time.perf_counter() - started) / len(items) * 1000)
 
     base = measure("defaults", default, items, price)
-    headers = ["budgets", "mean in", "p95 in", "max in", "mean $", "p95 $", "max $", "mean $ cached", "max $ cached", "target met"]
+    headers = [
+        "budgets",
+        "mean in",
+        "p95 in",
+        "max in",
+        "mean $",
+        "p95 $",
+        "max $",
+        "mean $ cached",
+        "max $ cached",
+        "target met",
+    ]
     print()
     print(f"gpt-4o-mini: ${price.input_per_1m}/1M input, ${price.cached_input_per_1m}/1M cached input, "
           f"${price.output_per_1m}/1M output; {OUTPUT_TOKENS} output tokens = ${Decimal(OUTPUT_TOKENS) * price.output_per_1m / 1_000_000:.6f}")  # fmt: skip
@@ -225,7 +238,9 @@ def main() -> int:
     for description in DESCRIPTION_STEPS:
         for policies_tokens in POLICY_STEPS:
             for cases_tokens in CASE_STEPS:
-                budget = PromptBudget(description_tokens=description, policies_tokens=policies_tokens, similar_cases_tokens=cases_tokens)
+                budget = PromptBudget(
+                    description_tokens=description, policies_tokens=policies_tokens, similar_cases_tokens=cases_tokens
+                )
                 if budget == default:
                     continue
                 tried.append(measure(knob_label(budget), budget, items, price))
@@ -248,7 +263,12 @@ def main() -> int:
         f"\nknob: {best.label} brings the mean to ${best.mean_cost:.6f} ({ratio:.0%} of the default's), max input {max(best.tokens)}; "
         "mean tokens per section: " + ", ".join(f"{k} {v:.0f}" for k, v in best.sections.items())
     )
-    floor = measure("floor: no policies, cases or description", PromptBudget(description_tokens=0, policies_tokens=0, similar_cases_tokens=0), items, price)
+    floor = measure(
+        "floor: no policies, cases or description",
+        PromptBudget(description_tokens=0, policies_tokens=0, similar_cases_tokens=0),
+        items,
+        price,
+    )
     useful = [m for m in tried if m.budget.description_tokens is None or m.budget.description_tokens >= USEFUL_DESCRIPTION]
     cheapest_useful = min(useful, key=lambda m: m.mean_cost)
     if _description(best.budget) < USEFUL_DESCRIPTION:

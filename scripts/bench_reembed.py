@@ -118,7 +118,20 @@ ACTIONS = {
     "general": ("deny", "No billing error found; explained the invoice lines (POL-001 §1)."),
 }
 PLANS = ["Starter plan", "Team plan", "Business plan", "Enterprise plan", "annual subscription", "storage add-on"]
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 SEGMENTS = ["smb", "mid_market", "enterprise", "consumer"]
 
@@ -143,7 +156,11 @@ def synthetic_history(n: int, seed: int = 20260101) -> list[dict]:
         description = " ".join(s.format(**slots) for s in sentences)
         action, summary = ACTIONS[dispute_type]
         amount = Decimal(slots["amount"])
-        resolved = {"full_refund": amount, "partial_refund": (amount / 3).quantize(Decimal("0.01")), "credit": (amount / 4).quantize(Decimal("0.01"))}
+        resolved = {
+            "full_refund": amount,
+            "partial_refund": (amount / 3).quantize(Decimal("0.01")),
+            "credit": (amount / 4).quantize(Decimal("0.01")),
+        }
         records.append(
             {
                 "case_id": f"BENCH-{i:06d}",
@@ -264,7 +281,10 @@ def measure(args: argparse.Namespace, url: str, work: Path) -> tuple[list[dict],
     raw, backfill = [], []
     for i in range(args.repeats):
         raw.append(run_child(["raw", url, str(args.page_size)]))
-        print(f"  repeat {i + 1}: raw      {raw[-1]['rows'] / raw[-1]['seconds']:8.1f} rows/s  ({raw[-1]['seconds']:.1f}s)", flush=True)
+        print(
+            f"  repeat {i + 1}: raw      {raw[-1]['rows'] / raw[-1]['seconds']:8.1f} rows/s  ({raw[-1]['seconds']:.1f}s)",
+            flush=True,
+        )
         db = Database(url)
         db.transact(lambda cur: cur.execute("UPDATE historical_resolutions SET embedded_model = NULL, embedded_at = NULL"))
         db.close()
@@ -298,9 +318,15 @@ def main() -> None:
 
     print(f"generating {args.rows:,} past cases and loading them into a temporary database ...", flush=True)
     started = time.perf_counter()
-    with scratch_database(ADMIN_URL, "reembed_bench", migrate=True) as url, tempfile.TemporaryDirectory(prefix="bench_reembed_") as work:
+    with (
+        scratch_database(ADMIN_URL, "reembed_bench", migrate=True) as url,
+        tempfile.TemporaryDirectory(prefix="bench_reembed_") as work,
+    ):
         load_history(url, args.rows)
-        print(f"  loaded in {time.perf_counter() - started:.1f}s; torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}", flush=True)
+        print(
+            f"  loaded in {time.perf_counter() - started:.1f}s; torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}",
+            flush=True,
+        )
         raw, backfill = measure(args, url, Path(work))
 
     def med(results: list[dict], key: str) -> float:
@@ -311,21 +337,33 @@ def main() -> None:
     ratio = fill_rate / raw_rate
     # Each repeat measures raw then backfill back to back: their ratio is robust to a host whose
     # load drifts between repeats (other processes), so it is reported too.
-    paired = statistics.median((f["rows"] / f["seconds"]) / (r["rows"] / r["seconds"]) for r, f in zip(raw, backfill, strict=True))
+    paired = statistics.median(
+        (f["rows"] / f["seconds"]) / (r["rows"] / r["seconds"]) for r, f in zip(raw, backfill, strict=True)
+    )
     raw_rss, fill_rss = max(r["peak_rss_mb"] for r in raw), max(r["peak_rss_mb"] for r in backfill)
     line = "-" * 78
     print()
-    print(f"re-embedding benchmark: {args.rows:,} past cases, {args.repeats} repeat(s), page {args.page_size}, {args.per_run} buckets/run")
+    print(
+        f"re-embedding benchmark: {args.rows:,} past cases, {args.repeats} repeat(s), page {args.page_size}, {args.per_run} buckets/run"
+    )
     print(line)
     print(f"{'path':<34}{'rows':>8}{'median s':>10}{'rows/s':>10}{'peak RSS MB':>14}")
     print(line)
-    print(f"{'raw encoder (Embedder.encode)':<34}{raw[0]['rows']:>8,}{med(raw, 'seconds'):>10.1f}{raw_rate:>10.1f}{raw_rss:>14.0f}")
-    print(f"{'backfill (resolution_index runs)':<34}{backfill[0]['rows']:>8,}{med(backfill, 'seconds'):>10.1f}{fill_rate:>10.1f}{fill_rss:>14.0f}")
+    print(
+        f"{'raw encoder (Embedder.encode)':<34}{raw[0]['rows']:>8,}{med(raw, 'seconds'):>10.1f}{raw_rate:>10.1f}{raw_rss:>14.0f}"
+    )
+    print(
+        f"{'backfill (resolution_index runs)':<34}{backfill[0]['rows']:>8,}{med(backfill, 'seconds'):>10.1f}{fill_rate:>10.1f}{fill_rss:>14.0f}"
+    )
     print(line)
-    print(f"throughput ratio backfill/raw: {ratio:.2f} (medians), {paired:.2f} (median of paired repeats)  "
-          f"(target >= 0.80: {'met' if min(ratio, paired) >= 0.8 else 'NOT met'})")
+    print(
+        f"throughput ratio backfill/raw: {ratio:.2f} (medians), {paired:.2f} (median of paired repeats)  "
+        f"(target >= 0.80: {'met' if min(ratio, paired) >= 0.8 else 'NOT met'})"
+    )
     print(f"host load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())} (2 cores)")
-    print(f"peak RSS: {max(raw_rss, fill_rss):.0f} MB  (target < 2048 MB: {'met' if max(raw_rss, fill_rss) < 2048 else 'NOT met'})")
+    print(
+        f"peak RSS: {max(raw_rss, fill_rss):.0f} MB  (target < 2048 MB: {'met' if max(raw_rss, fill_rss) < 2048 else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":

@@ -42,7 +42,6 @@ defaults.
 Usage: python scripts/bench_retention.py [--days 12] [--per-day 240] [--ticks-per-day 12] [--per-run 250]
 """
 
-
 import argparse
 import json
 import os
@@ -164,8 +163,14 @@ def _record_runs(instance, keys: list[str], assets: tuple[str, ...], per_run: in
                 )
                 entries.append(
                     EventLogEntry(
-                        error_info=None, level="DEBUG", user_message="", run_id=run_id, timestamp=when.timestamp(),
-                        step_key=asset, job_name="__ASSET_JOB", dagster_event=event,
+                        error_info=None,
+                        level="DEBUG",
+                        user_message="",
+                        run_id=run_id,
+                        timestamp=when.timestamp(),
+                        step_key=asset,
+                        job_name="__ASSET_JOB",
+                        dagster_event=event,
                     )  # fmt: skip
                 )
         instance.event_log_storage.store_event_batch(entries)
@@ -226,14 +231,22 @@ def run_steady_state(args: argparse.Namespace) -> SteadyState:
         f"{args.ticks_per_day} archive passes/day, runs of {args.per_run}; retention {policy.days} days / newest "
         f"{policy.max_settled:,} settled; bound {bound:,}"
     )
-    say(f"{'day':>4} {'peak keys':>10} {'keys':>8} {'runs':>7} {'event rows':>11} {'platform rows':>14} {'archived':>10} {'pass s':>7}")
+    say(
+        f"{'day':>4} {'peak keys':>10} {'keys':>8} {'runs':>7} {'event rows':>11} {'platform rows':>14} {'archived':>10} {'pass s':>7}"
+    )
     began = time.perf_counter()
     start = datetime(2026, 1, 1, tzinfo=UTC)
     tick = timedelta(days=1) / args.ticks_per_day
-    per_tick = [args.per_day // args.ticks_per_day + (1 if i < args.per_day % args.ticks_per_day else 0) for i in range(args.ticks_per_day)]
+    per_tick = [
+        args.per_day // args.ticks_per_day + (1 if i < args.per_day % args.ticks_per_day else 0)
+        for i in range(args.ticks_per_day)
+    ]
     due: dict[int, list[str]] = {}  # tick index -> keys that settle then
     seq = 0
-    with scratch_database(args.admin_url, "dp_bench_retention", migrate=True) as url, tempfile.TemporaryDirectory(prefix="bench-retention-") as home:
+    with (
+        scratch_database(args.admin_url, "dp_bench_retention", migrate=True) as url,
+        tempfile.TemporaryDirectory(prefix="bench-retention-") as home,
+    ):
         db = Database(url, maxconn=2)
         instance = _instance(Path(home), url)
         try:
@@ -269,7 +282,16 @@ def run_steady_state(args: argparse.Namespace) -> SteadyState:
                     result.rows_lost += previous_rows - counts["platform"]
                 previous_rows = counts["platform"]
                 keys_now = len(instance.get_dynamic_partitions("disputes"))
-                row = Day(day + 1, peak, keys_now, counts["runs"], counts["events"], counts["platform"], counts["archived"], pass_seconds)
+                row = Day(
+                    day + 1,
+                    peak,
+                    keys_now,
+                    counts["runs"],
+                    counts["events"],
+                    counts["platform"],
+                    counts["archived"],
+                    pass_seconds,
+                )
                 result.days.append(row)
                 result.max_partitions = max(result.max_partitions, peak, keys_now)
                 say(
@@ -291,7 +313,11 @@ def run_steady_state(args: argparse.Namespace) -> SteadyState:
         result.event_growth_first_third = (result.days[third - 1].event_rows - first_third_start) / max(1, first_third_start)
     result.lines = [
         f"simulated {args.days} days x {args.per_day:,}/day ({seq:,} disputes) in {result.seconds:.0f} s"
-        + ("" if args.per_day >= FULL_PER_DAY else f"; scaled run: bound and retention count x {scale:g} of the full 10,000/day figure"),
+        + (
+            ""
+            if args.per_day >= FULL_PER_DAY
+            else f"; scaled run: bound and retention count x {scale:g} of the full 10,000/day figure"
+        ),
         f"steady state: max partitions {result.max_partitions:,} (bound {bound:,}) {'MET' if result.bound_met else 'MISSED'}",
         f"postgres rows lost: {result.rows_lost} {'MET' if result.rows_lost == 0 else 'MISSED'}",
         f"event log bounded: {result.days[-1].event_rows if result.days else 0:,} rows at the end; growth over the last "

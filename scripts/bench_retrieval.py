@@ -55,7 +55,20 @@ OVERFETCH = 32
 PRODUCTS = ["Starter plan", "Team plan", "Business plan", "Enterprise plan", "analytics add-on", "extra seats",
             "API usage pack", "premium support", "storage upgrade", "onboarding package", "annual licence", "SMS credits"]  # fmt: skip
 MERCHANTS = ["Brightwave", "the vendor", "your billing team", "the reseller", "the app store", "our finance department"]
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 OPENERS = ["Hello,", "Hi team,", "To whom it may concern,", "Urgent:", "Please help.", "Dear support,", "", "", ""]
 CLOSERS = ["Thanks.", "Please fix this asap.", "I expect a refund.", "Waiting for your answer.", "Regards, accounting.",
            "This is the second time I write.", "", "", ""]  # fmt: skip

@@ -265,7 +265,8 @@ def measure(args, n: int, seeded: Path, world: Path, ids: list[str], endpoint: s
                   f"{figures.intake[-1]:.1f} s", flush=True)  # fmt: skip
         figures.listings = run_keys._LISTINGS["count"] - listings
         figures.intake_settled = db.fetch_one(
-            "SELECT COUNT(*) AS n FROM workflow_states WHERE case_id = ANY(%s) AND status <> 'received' AND status <> 'running'", (ids,)
+            "SELECT COUNT(*) AS n FROM workflow_states WHERE case_id = ANY(%s) AND status <> 'received' AND status <> 'running'",
+            (ids,),
         )["n"]
 
         # 3. the UI's partition status of ai_proposal
@@ -292,7 +293,9 @@ def measure(args, n: int, seeded: Path, world: Path, ids: list[str], endpoint: s
                     pass  # four-eyes above the threshold: a second reviewer would be needed
             committed = time.perf_counter()
             figures.approved = len(approved)
-            context = build_sensor_context(instance=instance, resources={"postgres": postgres, "sqs": sqs, "email": resources["email"]})
+            context = build_sensor_context(
+                instance=instance, resources={"postgres": postgres, "sqs": sqs, "email": resources["email"]}
+            )
             started = time.perf_counter()
             tick = review_decision_sensor(context)
             figures.review_tick = time.perf_counter() - started
@@ -306,7 +309,10 @@ def measure(args, n: int, seeded: Path, world: Path, ids: list[str], endpoint: s
                 run_started = time.perf_counter()
                 code = subprocess.call([sys.executable, __file__, "--review-worker", json.dumps(spec)],
                                        env=worker_env(url, home))  # fmt: skip
-                print(f"    review run ({request.run_key[:60]}) exit {code} in {time.perf_counter() - run_started:.1f} s", flush=True)
+                print(
+                    f"    review run ({request.run_key[:60]}) exit {code} in {time.perf_counter() - run_started:.1f} s",
+                    flush=True,
+                )
             figures.review_seconds = time.perf_counter() - committed
             counts = {r["status"]: r["n"] for r in db.fetch_all(
                 "SELECT status, COUNT(*) AS n FROM workflow_states WHERE case_id = ANY(%s) GROUP BY status", (approved,))}  # fmt: skip
@@ -330,8 +336,10 @@ def verdict(ok: bool) -> str:
 
 
 def report(results: list[Figures]) -> None:
-    print("\n| N | seed s | event rows | sensor tick s (500 events) | add partitions s | intake run s (250) | "
-          "status cold s | status cached s | review: approved / runs / s after last commit |")
+    print(
+        "\n| N | seed s | event rows | sensor tick s (500 events) | add partitions s | intake run s (250) | "
+        "status cold s | status cached s | review: approved / runs / s after last commit |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for f in results:
         intake = " / ".join(f"{s:.1f}" for s in f.intake)
@@ -343,22 +351,30 @@ def report(results: list[Figures]) -> None:
     if base and bound:
         tick_ratio = bound.tick / base.tick
         intake_ratio = bound.intake[0] / base.intake[0]
-        print(f"  sensor tick at N={bound.n:,}: {bound.tick:.2f} s = {tick_ratio:.2f}x the empty instance's "
-              f"{base.tick:.2f} s (target <= {TICK_RATIO}x): {verdict(tick_ratio <= TICK_RATIO)}")
-        print(f"  intake run at N={bound.n:,}: {bound.intake[0]:.1f} s = {intake_ratio:.2f}x the empty instance's "
-              f"{base.intake[0]:.1f} s (target <= {INTAKE_RATIO}x): {verdict(intake_ratio <= INTAKE_RATIO)}")
+        print(
+            f"  sensor tick at N={bound.n:,}: {bound.tick:.2f} s = {tick_ratio:.2f}x the empty instance's "
+            f"{base.tick:.2f} s (target <= {TICK_RATIO}x): {verdict(tick_ratio <= TICK_RATIO)}"
+        )
+        print(
+            f"  intake run at N={bound.n:,}: {bound.intake[0]:.1f} s = {intake_ratio:.2f}x the empty instance's "
+            f"{base.intake[0]:.1f} s (target <= {INTAKE_RATIO}x): {verdict(intake_ratio <= INTAKE_RATIO)}"
+        )
     else:
         print("  (the 1.2x targets need N=0 and an N up to 25,000 in --n)")
     for f in results:
-        print(f"  partition status cold at N={f.n:,}: {f.status_cold:.3f} s (target <= {STATUS_COLD_SECONDS} s): "
-              f"{verdict(f.status_cold <= STATUS_COLD_SECONDS)}")
+        print(
+            f"  partition status cold at N={f.n:,}: {f.status_cold:.3f} s (target <= {STATUS_COLD_SECONDS} s): "
+            f"{verdict(f.status_cold <= STATUS_COLD_SECONDS)}"
+        )
     for f in results:
         if f.approved:
             done = f.review_completed + f.review_refused
             ok = done == f.approved and f.review_seconds <= REVIEW_SECONDS * f.approved / 500
-            print(f"  review at N={f.n:,}: {done} of {f.approved} approvals carried out ({f.review_completed} executed and "
-                  f"embedded, {f.review_refused} refused by the provider) in {f.review_seconds:.1f} s ({f.review_runs} runs; "
-                  f"target 500 in <= {REVIEW_SECONDS:.0f} s): {verdict(ok)}")
+            print(
+                f"  review at N={f.n:,}: {done} of {f.approved} approvals carried out ({f.review_completed} executed and "
+                f"embedded, {f.review_refused} refused by the provider) in {f.review_seconds:.1f} s ({f.review_runs} runs; "
+                f"target 500 in <= {REVIEW_SECONDS:.0f} s): {verdict(ok)}"
+            )
     for f in results:
         print(f"  run-key listings by the assets at N={f.n:,}: {f.listings} for {len(f.intake)} intake runs (one per run)")
 

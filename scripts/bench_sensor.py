@@ -192,7 +192,10 @@ class Measurement:
 def measure(endpoint: str, admin_url: str, n: int, repeat: int) -> Measurement:
     queues = scratch_queues(endpoint)
     sqs = TimedSQS(endpoint_url=endpoint, dispute_events_queue_url=queues["events"], dead_letter_queue_url=queues["dlq"])
-    with scratch_database(admin_url, "dp_bench_sensor", migrate=True) as url, scratch_database(admin_url, "dp_bench_dagster") as dagster_url:
+    with (
+        scratch_database(admin_url, "dp_bench_sensor", migrate=True) as url,
+        scratch_database(admin_url, "dp_bench_dagster") as dagster_url,
+    ):
         db = Database(url)
         with tempfile.TemporaryDirectory(prefix="bench-sensor-") as home:
             instance = dagster_instance(Path(home), dagster_url)
@@ -242,7 +245,9 @@ def calibrate_endpoint(endpoint: str, depths=(1000, 500, 100, 10)) -> dict[int, 
     for depth in depths:
         queue = client.create_queue(QueueName=f"bench-cal-{depth}-{uuid.uuid4().hex[:6]}")["QueueUrl"]
         for start in range(0, depth, 10):
-            client.send_message_batch(QueueUrl=queue, Entries=[{"Id": str(i), "MessageBody": body} for i in range(min(10, depth - start))])
+            client.send_message_batch(
+                QueueUrl=queue, Entries=[{"Id": str(i), "MessageBody": body} for i in range(min(10, depth - start))]
+            )
         times = []
         for _ in range(5):
             started = time.perf_counter()
@@ -295,7 +300,9 @@ def report(kind: str, runs: list[Measurement], calibration: dict[int, float], ev
     own = {k: v for k, v in typical.spent.items() if k != receive}
     breakdown = [[bucket, f"{seconds:.2f}", f"{100 * seconds / typical.total:.0f}%"] for bucket, seconds in sorted(own.items())]
     rest = typical.total - sum(own.values())
-    breakdown.append(["waiting for receives, parsing, Dagster context, other", f"{rest:.2f}", f"{100 * rest / typical.total:.0f}%"])
+    breakdown.append(
+        ["waiting for receives, parsing, Dagster context, other", f"{rest:.2f}", f"{100 * rest / typical.total:.0f}%"]
+    )
     print(f"\nWhere the tick time goes (the median repeat, {typical.total:.2f} s), on the tick's own thread:\n")
     print(table(["part", "seconds", "share"], breakdown))
     print(f"  beside it, the receive calls took {typical.spent.get(receive, 0.0):.2f} s summed over the receive threads (they overlap "
@@ -318,7 +325,11 @@ def main() -> int:
     print(
         f"sensor settings: {settings.sqs_max_messages_per_tick} messages/tick max, tick budget "
         f"{settings.sqs_tick_budget_seconds:g} s, {settings.sqs_receivers} receives in flight, long-poll wait 1 s, "
-        + (f"hand over at {settings.disputes_per_run} new events (DISPUTES_PER_RUN)\n" if settings.sqs_hand_over else "no hand-over\n")
+        + (
+            f"hand over at {settings.disputes_per_run} new events (DISPUTES_PER_RUN)\n"
+            if settings.sqs_hand_over
+            else "no hand-over\n"
+        )
     )
     kinds = ["platform", "moto"] if args.endpoint == "both" else [args.endpoint]
     medians = {}

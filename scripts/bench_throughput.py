@@ -54,7 +54,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -68,11 +67,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("LOG_DIR", tempfile.mkdtemp(prefix="bench-throughput-logs-"))
 
 import psutil  # noqa: E402
-from dagster import DagsterInstance, DagsterEventType, RunsFilter  # noqa: E402
+from dagster import DagsterEventType, DagsterInstance, RunsFilter  # noqa: E402
 
 from dispute_platform.domain.world import BUNDLED_WORLD  # noqa: E402
-from dispute_platform.resources.sqs import SQSResource  # noqa: E402
 from dispute_platform.local import scratch_queues  # noqa: E402
+from dispute_platform.resources.sqs import SQSResource  # noqa: E402
 from dispute_platform.store.db import Database  # noqa: E402
 from dispute_platform.store.scratch import scratch_database  # noqa: E402
 from scripts.bench_sensor import moto_server, table  # noqa: E402
@@ -100,7 +99,10 @@ def valid_case_ids() -> list[str]:
         context = enrich(
             DisputeEvent(case_id=case.case_id),
             CrmRecord(case=case, account=account, incidents=world.incidents_for(account)),
-            BillingRecord(subscription=world.subscription_for(case.customer_id), invoices=world.invoices_by_customer.get(case.customer_id, [])),
+            BillingRecord(
+                subscription=world.subscription_for(case.customer_id),
+                invoices=world.invoices_by_customer.get(case.customer_id, []),
+            ),
             PaymentRecord(charges=charges, refunds=world.refunds_for(ids), disputes=world.disputes_for(ids)),
         )
         if context.verdict.valid:
@@ -233,6 +235,7 @@ def _sensor_ticks(instance: DagsterInstance, after: float) -> list[tuple[float, 
     for state in instance.all_instigator_state():
         if state.instigator_name == "sqs_dispute_sensor":
             ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, after=after)
+
             def requested(t) -> int:  # 1.13 keeps a sensor's requests in run_keys / reserved_run_ids
                 data = t.tick_data
                 return max(len(data.run_ids or []), len(data.run_keys or []), len(data.reserved_run_ids or []))
@@ -250,7 +253,10 @@ def measure_platform(args, *, per_run: int, prefixes: list[str], ids: dict[str, 
     queues = scratch_queues(endpoint)
     sqs = SQSResource(endpoint_url=endpoint, dispute_events_queue_url=queues["events"], dead_letter_queue_url=queues["dlq"],
                       human_review_queue_url=queues["review"])  # fmt: skip
-    with scratch_database(args.admin_url, "dp_bench_tp", migrate=True) as url, tempfile.TemporaryDirectory(prefix="bench-tp-") as home:
+    with (
+        scratch_database(args.admin_url, "dp_bench_tp", migrate=True) as url,
+        tempfile.TemporaryDirectory(prefix="bench-tp-") as home,
+    ):
         db = Database(url)
         extra = {"DISPUTES_PER_RUN": str(per_run), "LOG_DIR": str(Path(home) / "logs"), "STEP_RETRY_DELAY_SECONDS": "1"}
         leftovers: list[psutil.Process] = []
@@ -382,7 +388,9 @@ def measure_loop(args, case_ids: list[str], world: Path, seeded: Path, endpoint:
         contexts = {}
         with part("enrich (CRM, billing, payments; 8 disputes at a time, as the asset)"):
             with ThreadPoolExecutor(max_workers=24) as fetch_pool, ThreadPoolExecutor(max_workers=8) as pool:
-                results = list(pool.map(lambda e: (e.case_id, enrich_event(e, providers, fetch_pool)), [a.event for a in accepted]))
+                results = list(
+                    pool.map(lambda e: (e.case_id, enrich_event(e, providers, fetch_pool)), [a.event for a in accepted])
+                )
         with part("postgres writes"):
             for key, enriched in results:
                 contexts[key] = enriched
@@ -516,8 +524,10 @@ def report_platform(result: PlatformResult) -> None:
                  "raw_case", "enriched_context", "ai_proposal", "4 checks", "run total", "ended +s"], rows))  # fmt: skip
     busy = [t for t in result.ticks if t[0] >= t0 - 1 and t[0] <= t0 + result.wall]
     print(f"\n  +s = seconds after the first event was sent ({result.send_seconds:.1f} s to send all {result.n}).")
-    print("  'queued + launch' includes writing the planned events: Dagster writes them while it creates the run, inside the "
-          "sensor's tick, one per asset and partition unless DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS is set.")
+    print(
+        "  'queued + launch' includes writing the planned events: Dagster writes them while it creates the run, inside the "
+        "sensor's tick, one per asset and partition unless DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS is set."
+    )
     print(f"  sensor: {len(busy)} ticks while the work ran, {sum(t[1] for t in busy):.1f} s of tick time; "
           f"{len(ticks)} of them requested runs, at " + ", ".join(f"+{t[0] - t0:.1f} s ({t[1]:.1f} s, {t[2]} runs)" for t in ticks))  # fmt: skip
     for line in result.received_lines[-max(1, len(ticks)) :]:
@@ -537,8 +547,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=500, help="disputes per measurement")
     parser.add_argument("--repeats", type=int, default=1, help="platform measurements at the default DISPUTES_PER_RUN")
-    parser.add_argument("--batches", default="", help="more DISPUTES_PER_RUN values to compare, e.g. 50,500 (one "
-                        "deployment and one measurement each: about 4-5 minutes each for n=500 on 2 busy cores)")
+    parser.add_argument(
+        "--batches",
+        default="",
+        help="more DISPUTES_PER_RUN values to compare, e.g. 50,500 (one "
+        "deployment and one measurement each: about 4-5 minutes each for n=500 on 2 busy cores)",
+    )
     parser.add_argument("--reference-repeats", type=int, default=2)
     parser.add_argument("--admin-url", default=ADMIN_URL)
     parser.add_argument("--endpoint", choices=["platform", "moto"], default="platform",
@@ -592,11 +606,28 @@ def main() -> int:
     default_runs = platform[default_batch]
     wall = median([p.wall for p in default_runs])
     print("\n" + "=" * 100)
-    print(f"Benchmark 1: {args.n} disputes from SQS to ai_proposal (medians; platform x{len(default_runs)}, references x{args.reference_repeats})\n")
+    print(
+        f"Benchmark 1: {args.n} disputes from SQS to ai_proposal (medians; platform x{len(default_runs)}, references x{args.reference_repeats})\n"
+    )
     rows = [
-        ["platform (daemon, sensor, launched runs)", f"{wall:.1f}", f"{args.n / wall:.1f}", ", ".join(f"{p.wall:.1f}" for p in default_runs)],
-        ["(a) plain loop, same functions + writes", f"{loop_total:.1f}", f"{args.n / loop_total:.1f}", ", ".join(f"{loop['total']:.1f}" for loop in loops)],
-        ["(b) Dagster floor, empty bodies, 1 run", f"{floor_total:.1f}", f"{args.n / floor_total:.1f}", ", ".join(f"{f:.1f}" for f in floors)],
+        [
+            "platform (daemon, sensor, launched runs)",
+            f"{wall:.1f}",
+            f"{args.n / wall:.1f}",
+            ", ".join(f"{p.wall:.1f}" for p in default_runs),
+        ],
+        [
+            "(a) plain loop, same functions + writes",
+            f"{loop_total:.1f}",
+            f"{args.n / loop_total:.1f}",
+            ", ".join(f"{loop['total']:.1f}" for loop in loops),
+        ],
+        [
+            "(b) Dagster floor, empty bodies, 1 run",
+            f"{floor_total:.1f}",
+            f"{args.n / floor_total:.1f}",
+            ", ".join(f"{f:.1f}" for f in floors),
+        ],
         ["(a) + (b)", f"{loop_total + floor_total:.1f}", f"{args.n / (loop_total + floor_total):.1f}", ""],
     ]
     print(table(["", "seconds", "disputes/s", "each measurement"], rows))
@@ -621,8 +652,14 @@ def main() -> int:
         w = median([p.wall for p in results])
         runs = median([len(p.runs) for p in results])
         imports = median([median([r.phase(r.starting, r.started) for r in p.runs]) for p in results])
-        rows.append([str(batch), f"{runs:g}", f"{w:.1f}", f"{args.n / w:.1f}", f"{imports:.1f}", f"{w / (loop_total + floor_total):.2f}"])
-    print(table(["DISPUTES_PER_RUN", "runs", "wall s", "disputes/s", "process start + imports per run (s)", "ratio to (a)+(b)"], rows))
+        rows.append(
+            [str(batch), f"{runs:g}", f"{w:.1f}", f"{args.n / w:.1f}", f"{imports:.1f}", f"{w / (loop_total + floor_total):.2f}"]
+        )
+    print(
+        table(
+            ["DISPUTES_PER_RUN", "runs", "wall s", "disputes/s", "process start + imports per run (s)", "ratio to (a)+(b)"], rows
+        )
+    )
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end; the script took {time.monotonic() - started:.0f} s")
     return 0
 

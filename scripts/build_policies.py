@@ -193,7 +193,7 @@ def metadata_line(meta: dict[str, str]) -> str:
 def _set_core_properties(document: docx.document.Document, source: PolicySource) -> None:
     meta = source.meta
     # Fixed dates (the effective date) instead of "now", so a rebuild changes no byte.
-    effective = dt.datetime.strptime(meta["effective"], "%Y-%m-%d").replace(tzinfo=dt.timezone.utc)
+    effective = dt.datetime.strptime(meta["effective"], "%Y-%m-%d").replace(tzinfo=dt.UTC)
     props = document.core_properties
     props.title = meta["title"]
     props.subject = meta["category"]

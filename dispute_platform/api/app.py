@@ -7,7 +7,6 @@ token, 404 unknown dispute, 409 not pending / stale version / already decided, 4
 not hold. A reviewer who prefers the Dagster launchpad asks here for a single-use decision ticket.
 """
 
-
 import json
 import uuid
 from collections.abc import Callable
@@ -27,9 +26,9 @@ from dispute_platform.daemon_status import DaemonState, DaemonWatch
 from dispute_platform.domain.models import CASE_ID_PATTERN, CleanText, ModifiedResolution
 from dispute_platform.domain.review import DecisionRefused
 from dispute_platform.resources.limits import Limits
-from dispute_platform.store import repo
 from dispute_platform.settings import Settings
 from dispute_platform.store import actions as actions_store
+from dispute_platform.store import repo
 from dispute_platform.store import reviewers as reviewer_store
 from dispute_platform.store.db import Database
 from dispute_platform.store.executions import executions_for

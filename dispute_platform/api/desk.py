@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import FastAPI, Form, Path as PathParam, Request
+from fastapi import FastAPI, Form, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -30,10 +31,10 @@ from dispute_platform.api.desk_views import PolicyLibrary, dispute_view, queue_v
 from dispute_platform.daemon_status import DaemonState
 from dispute_platform.domain.models import CASE_ID_PATTERN, CleanText, ModifiedResolution
 from dispute_platform.domain.review import DecisionRefused
+from dispute_platform.resources.limits import Limits
 from dispute_platform.store import repo, sessions
 from dispute_platform.store import reviewers as reviewer_store
 from dispute_platform.store.db import Database
-from dispute_platform.resources.limits import Limits
 from dispute_platform.store.reviewers import IssuedTicket, Reviewer
 from dispute_platform.store.sessions import DeskReviewer
 from dispute_platform.workflow.review import RecordedDecision, issue_decision_ticket, record_decision
@@ -87,7 +88,10 @@ def create_desk(db: Database, config: DeskConfig, daemon_state: Any = None) -> F
     def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         daemon: DaemonState | None = daemon_state() if daemon_state is not None else None
         response = templates.TemplateResponse(
-            request, name, {"daemon": daemon, "threshold": config.limits.escalation_threshold_usd, **context}, status_code=status_code
+            request,
+            name,
+            {"daemon": daemon, "threshold": config.limits.escalation_threshold_usd, **context},
+            status_code=status_code,
         )
         response.headers.update(SECURITY_HEADERS)
         return response
@@ -169,7 +173,9 @@ def create_desk(db: Database, config: DeskConfig, daemon_state: Any = None) -> F
     ) -> Response:
         expected = request.cookies.get(SIGNIN_COOKIE) or ""
         if not expected or not hmac.compare_digest(csrf, expected):
-            return _sign_in_form(request, _safe_next(next), "The sign-in form expired or was not sent by this page: try again.", 403)
+            return _sign_in_form(
+                request, _safe_next(next), "The sign-in form expired or was not sent by this page: try again.", 403
+            )
         reviewer = db.transact(lambda cur: sessions.reviewer_for_token(cur, token.strip())) if token.strip() else None
         if reviewer is None:
             return _sign_in_form(request, _safe_next(next), "Unknown or disabled reviewer token.", 401)
@@ -225,9 +231,7 @@ def create_desk(db: Database, config: DeskConfig, daemon_state: Any = None) -> F
         request: Request, case_id: str, reviewer: DeskReviewer, csrf: str | None, *, status_code: int = 200,
         error: str = "", notice: str = "", form: dict | None = None, ticket: IssuedTicket | None = None,
     ) -> HTMLResponse:  # fmt: skip
-        view = db.transact(
-            lambda cur: dispute_view(cur, case_id, reviewer=reviewer, limits=config.limits, policies=policies)
-        )
+        view = db.transact(lambda cur: dispute_view(cur, case_id, reviewer=reviewer, limits=config.limits, policies=policies))
         if view is None:
             return render(request, "message.html", 404, title="Not found", message=f"No dispute {case_id}.",
                           signed_in=reviewer, csrf=csrf)  # fmt: skip
@@ -326,7 +330,9 @@ def _parse_decision(fields: dict[str, str]) -> DecisionForm:
         try:
             modified = ModifiedResolution(action=fields.get("action", ""), amount=amount, reason=fields.get("reason", ""))
         except ValidationError as exc:
-            raise ValueError("Modify: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+            raise ValueError(
+                "Modify: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            ) from None
     try:
         return DecisionForm(decision=decision, proposal_version=version, comments=fields.get("comments", ""), modified=modified)
     except ValidationError as exc:

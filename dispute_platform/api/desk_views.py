@@ -13,9 +13,9 @@ from dispute_platform.domain.masking import mask_pii
 from dispute_platform.domain.models import Action
 from dispute_platform.domain.money import above_threshold
 from dispute_platform.domain.states import AWAITING_DECISION, Status
+from dispute_platform.resources.limits import Limits
 from dispute_platform.store import desk as desk_store
 from dispute_platform.store import repo
-from dispute_platform.resources.limits import Limits
 from dispute_platform.store.executions import executions_for
 from dispute_platform.store.reviewers import decisions_for
 from dispute_platform.store.sessions import DeskReviewer

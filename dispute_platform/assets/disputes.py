@@ -16,7 +16,6 @@ Steps are retried (TRANSIENT_RETRY) and a retry redoes only what is unfinished: 
 the disputes whose state in Postgres is already past its stage.
 """
 
-
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,8 +27,8 @@ from dagster import (
     AssetKey,
     AssetMaterialization,
     AssetObservation,
-    Backoff,
     BackfillPolicy,
+    Backoff,
     Config,
     Failure,
     MaterializeResult,
@@ -53,8 +52,6 @@ from dispute_platform.domain.states import (
 from dispute_platform.partitions import disputes_partitions
 from dispute_platform.resources.email import EmailSender
 from dispute_platform.resources.limits import Limits
-from dispute_platform.store.proposals import save_proposal
-from dispute_platform.store.transitions import transition
 from dispute_platform.resources.llm import ProposalProvider
 from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.resources.providers import BillingProvider, CRMProvider, PaymentsProvider
@@ -63,10 +60,12 @@ from dispute_platform.resources.vectors import VectorStoreResource
 from dispute_platform.run_keys import add_metadata, report_foreign, run_disputes
 from dispute_platform.settings import get_settings
 from dispute_platform.store import repo
+from dispute_platform.store.proposals import save_proposal
+from dispute_platform.store.transitions import transition
+from dispute_platform.workflow.auto_lane import consider_auto_approval
 from dispute_platform.workflow.calibration import load_calibration
 from dispute_platform.workflow.caps import evaluate_stored
 from dispute_platform.workflow.enrich import CaseMissing, Providers, enrich_event
-from dispute_platform.workflow.auto_lane import consider_auto_approval
 from dispute_platform.workflow.notify import notify_reviewers
 from dispute_platform.workflow.propose import ProposalOutcome, propose, query_text
 
@@ -112,14 +111,19 @@ def raw_case(context: AssetExecutionContext, postgres: PostgresResource) -> Mate
             add_metadata(context, mine, key, {"status": "no event stored for this case id"})
             continue
         body = row["body"]
-        add_metadata(context, mine, key, {
+        add_metadata(
+            context,
+            mine,
+            key,
+            {
                 "event_id": row["event_id"],
                 "customer_id": body.get("customer_id") or "-",
                 "dispute_type (event)": body.get("dispute_type") or "-",
                 "amount (event)": body.get("amount") if isinstance(body.get("amount"), int | float) else None,
                 "received_at": row["received_at"].isoformat(),
                 "status": states.get(key, {}).get("status", "unknown"),
-            })
+            },
+        )
     missing = [k for k in keys if k not in events]
     if missing:
         context.log.warning(f"{len(missing)} partition(s) have no stored event: {missing[:10]}")
@@ -195,8 +199,10 @@ def enriched_context(
             return key, exc
 
     # Threads and Postgres connections are sized together (settings.postgres_connections).
-    with ThreadPoolExecutor(max_workers=settings.enrich_fetches_in_flight) as fetch_pool, \
-            ThreadPoolExecutor(max_workers=settings.enrich_disputes_in_flight) as dispute_pool:
+    with (
+        ThreadPoolExecutor(max_workers=settings.enrich_fetches_in_flight) as fetch_pool,
+        ThreadPoolExecutor(max_workers=settings.enrich_disputes_in_flight) as dispute_pool,
+    ):
         results = list(dispute_pool.map(one, todo))
 
     for key, result in results:
@@ -289,7 +295,10 @@ def proposal_markdown(outcome: ProposalOutcome, version: int) -> str:
     p = outcome.proposal
     policies = "\n".join(f"- **{h.citation}** {h.title} (relevance {h.score:.2f})" for h in outcome.policies) or "- none"
     cases = (
-        "\n".join(f"- **{c.case_id}** {c.dispute_type}: {c.action} {c.resolved_amount or ''} (similarity {c.score:.2f})" for c in outcome.cases)
+        "\n".join(
+            f"- **{c.case_id}** {c.dispute_type}: {c.action} {c.resolved_amount or ''} (similarity {c.score:.2f})"
+            for c in outcome.cases
+        )
         or "- none"
     )
     return (
@@ -352,7 +361,14 @@ def ai_proposal(
     calibration = load_calibration(db) if todo else None  # the newest fit (proposal_calibration asset)
     # One encoder call for the whole batch: far cheaper than one per dispute.
     vectors_by_key = dict(zip(todo, vectors.embedder.encode([query_text(contexts[k]) for k in todo]), strict=True))
-    totals = {"proposed": 0, "blocked": 0, "refused": 0, "auto_approved": 0, "skipped": len(keys) - len(todo), "cost_usd": Decimal("0")}
+    totals = {
+        "proposed": 0,
+        "blocked": 0,
+        "refused": 0,
+        "auto_approved": 0,
+        "skipped": len(keys) - len(todo),
+        "cost_usd": Decimal("0"),
+    }
 
     def one(key: str) -> tuple[str, ProposalOutcome | Exception, float]:
         started = time.perf_counter()
@@ -389,7 +405,9 @@ def ai_proposal(
         proposal = outcome.proposal
         blocked = not outcome.within_caps
         # A model that gave no usable answer is its own state (a person decides, or asks again).
-        status = Status.BLOCKED if blocked else Status.MODEL_FAILED if "model_failure" in proposal.flags else Status.PENDING_REVIEW
+        status = (
+            Status.BLOCKED if blocked else Status.MODEL_FAILED if "model_failure" in proposal.flags else Status.PENDING_REVIEW
+        )
         failed_caps = [c.name for c in outcome.caps if not c.passed]
         document = proposal.model_dump(mode="json")
 
@@ -560,7 +578,11 @@ def review_decision(
     for key in keys:
         state = states.get(key, {})
         review = state.get("human_review_data") or {}
-        add_metadata(context, mine, key, {
+        add_metadata(
+            context,
+            mine,
+            key,
+            {
                 "status": state.get("status", "unknown"),
                 "decision": review.get("decision", "none yet"),
                 "reviewers": ", ".join(review.get("reviewers", [])) or "-",
@@ -569,7 +591,8 @@ def review_decision(
                 "final": bool(review.get("final")),
                 "changed_from_proposal": MetadataValue.json(review.get("changed_from_proposal") or {}),
                 "comments": review.get("comments", ""),
-            })
+            },
+        )
     return MaterializeResult()
 
 
@@ -606,7 +629,13 @@ def executed_resolution(
     for key in mine.keys:
         try:
             result = execute_decision(
-                postgres.db, key, payments=payments, billing=billing, crm=crm, email=email, run_id=context.run_id,
+                postgres.db,
+                key,
+                payments=payments,
+                billing=billing,
+                crm=crm,
+                email=email,
+                run_id=context.run_id,
                 caps=limits.caps,
             )
         except ExecutionRefused as refused:
@@ -623,14 +652,19 @@ def executed_resolution(
             permanent = False
             add_metadata(context, mine, key, {"status": "execution_failed", "error": errors[key]})
             continue
-        add_metadata(context, mine, key, {
+        add_metadata(
+            context,
+            mine,
+            key,
+            {
                 "status": result.status,
                 "action": result.action,
                 "amount": _money(result.amount),
                 "reference": result.reference or "-",
                 "replayed": result.replayed,
                 "detail": result.detail or "-",
-            })
+            },
+        )
     # A refusal the provider stated is final for that dispute (execution_failed, with the reason); in
     # a run of one dispute it fails the run, in a batch it must not keep the others from being
     # remembered. Any other error fails the step, which retries: done disputes replay as already_done.
@@ -684,7 +718,11 @@ def resolution_embedding(
             add_metadata(context, mine, key, {"status": "skipped", "reason": remembered.skipped})
             continue
         record = remembered.record
-        add_metadata(context, mine, key, {
+        add_metadata(
+            context,
+            mine,
+            key,
+            {
                 "status": "embedded",
                 "action": record.action,
                 "resolved_amount": _money(record.resolved_amount),
@@ -692,5 +730,6 @@ def resolution_embedding(
                 "citations": ", ".join(record.citations) or "-",
                 "embedding_model": vectors.embedder.identity,
                 "document": MetadataValue.md(record.document()),
-            })
+            },
+        )
     return MaterializeResult()

@@ -1,6 +1,5 @@
 """Unpartitioned knowledge assets: the company's policies and the past resolutions, in Chroma."""
 
-
 from collections import Counter
 
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
@@ -80,10 +79,14 @@ def historical_resolutions(
     "Postgres proposal_calibrations, where every proposal reads the newest fit. The calibration_sensor refits it "
     "whenever the history (or the embedding model) changes.",
 )
-def proposal_calibration(context: AssetExecutionContext, postgres: PostgresResource, vectors: VectorStoreResource) -> MaterializeResult:
+def proposal_calibration(
+    context: AssetExecutionContext, postgres: PostgresResource, vectors: VectorStoreResource
+) -> MaterializeResult:
     calibration, version = refit(postgres.db, vectors, run_id=context.run_id)
     maps = "\n".join(
-        f"| {key} | {m.n} | {m.rate:.2f} | " + ", ".join(f"{lo:.2f}-{hi:.2f}: {v:.2f}" for lo, hi, v in zip(m.lows, m.highs, m.values, strict=True)) + " |"
+        f"| {key} | {m.n} | {m.rate:.2f} | "
+        + ", ".join(f"{lo:.2f}-{hi:.2f}: {v:.2f}" for lo, hi, v in zip(m.lows, m.highs, m.values, strict=True))
+        + " |"
         for key, m in calibration.maps.items()
     )
     reliability = "\n".join(

@@ -1,6 +1,5 @@
 """Reports over the platform's state, as assets: the LLM cost report."""
 
-
 from datetime import UTC, date, datetime, timedelta
 
 import polars as pl

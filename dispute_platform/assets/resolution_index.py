@@ -7,7 +7,6 @@ embedding model changes (sensor), or whenever an operator launches a backfill fr
 `dispute-platform reembed`.
 """
 
-
 from dagster import (
     AssetExecutionContext,
     BackfillPolicy,

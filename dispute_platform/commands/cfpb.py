@@ -52,8 +52,7 @@ def import_cfpb_file(
     embedded (a crash between the two leaves rows that the next `historical_resolutions`
     materialisation embeds). Raises `CfpbFormatError` when the file is not in the bureau's
     format; a bad row is recorded in the summary and skipped."""
-    from dispute_platform.store import history
-    from dispute_platform.store import repo
+    from dispute_platform.store import history, repo
 
     summary = ImportSummary()
     seen: set[str] = set()
@@ -106,8 +105,16 @@ def import_cfpb_file(
 
 @click.command("import-cfpb")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--batch-size", default=DEFAULT_BATCH, show_default=True, type=click.IntRange(1, 4000), help="Cases per Postgres transaction and embedding batch.")
-@click.option("--show-skipped", default=20, show_default=True, type=click.IntRange(min=0), help="List at most this many skipped rows.")
+@click.option(
+    "--batch-size",
+    default=DEFAULT_BATCH,
+    show_default=True,
+    type=click.IntRange(1, 4000),
+    help="Cases per Postgres transaction and embedding batch.",
+)
+@click.option(
+    "--show-skipped", default=20, show_default=True, type=click.IntRange(min=0), help="List at most this many skipped rows."
+)
 def import_cfpb_command(file: Path, batch_size: int, show_skipped: int) -> None:
     """Import CFPB complaints (the bureau's CSV format) as past resolutions: Postgres and Chroma."""
     from rich.table import Table

@@ -56,7 +56,11 @@ def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> date
 @click.command("costs")
 @click.option("--since", callback=_date, help="First day (UTC, YYYY-MM-DD) to count; default: all time.")
 @click.option(
-    "--by", "by", multiple=True, type=click.Choice(list(DIMENSIONS)), help="Only these breakdowns (repeatable); default: all four."
+    "--by",
+    "by",
+    multiple=True,
+    type=click.Choice(list(DIMENSIONS)),
+    help="Only these breakdowns (repeatable); default: all four.",
 )
 def costs_command(since: date | None, by: tuple[str, ...]) -> None:
     """LLM cost per day, dispute type, model and segment: disputes, tokens, cost (mean, p95, max per

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 import click
 
-from dispute_platform.settings import Settings, get_settings
 from dispute_platform.logs import redact
+from dispute_platform.settings import Settings, get_settings
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -51,12 +51,10 @@ def describe_url(url: str) -> str:
 
 def check_postgres(url: str, embedded: bool) -> tuple[Check, bool]:
     """Reachable, and every migration in sql/ applied unedited. Returns (check, reachable)."""
-    from dispute_platform.store import migrations
-    from dispute_platform.store.db import Database
-
     import psycopg2
 
-    from dispute_platform.store.db import libpq_url
+    from dispute_platform.store import migrations
+    from dispute_platform.store.db import Database, libpq_url
 
     where = ("embedded " if embedded else "") + describe_url(url)
     db = Database(url, maxconn=1)
@@ -78,7 +76,12 @@ def check_postgres(url: str, embedded: bool) -> tuple[Check, bool]:
     edited = [s.migration.version for s in statuses if not s.checksum_matches]
     detail = f"{where}: PostgreSQL {version}; {len(statuses) - len(pending)}/{len(statuses)} migrations applied"
     if edited:
-        return Check("PostgreSQL", FAIL, f"{detail}; edited after apply: {', '.join(edited)}", "restore the migration files; add a new migration for changes"), True
+        return Check(
+            "PostgreSQL",
+            FAIL,
+            f"{detail}; edited after apply: {', '.join(edited)}",
+            "restore the migration files; add a new migration for changes",
+        ), True
     if pending:
         return Check("PostgreSQL", FAIL, f"{detail}; pending: {', '.join(pending)}", "run `dispute-platform setup`"), True
     return Check("PostgreSQL", OK, detail), True
@@ -94,7 +97,12 @@ def check_sqs(settings: Settings, local: bool) -> Check:
         "dead-letter": settings.dispute_events_dlq_url,
     }
     if not queues["events"]:
-        return Check("SQS", FAIL, "DISPUTE_EVENTS_QUEUE_URL is not set", "set the queue URLs, or unset SQS_ENDPOINT_URL to use the local endpoint")
+        return Check(
+            "SQS",
+            FAIL,
+            "DISPUTE_EVENTS_QUEUE_URL is not set",
+            "set the queue URLs, or unset SQS_ENDPOINT_URL to use the local endpoint",
+        )
     client = boto3.client(
         "sqs",
         region_name=settings.aws_region,
@@ -111,10 +119,16 @@ def check_sqs(settings: Settings, local: bool) -> Check:
         except Exception as exc:  # noqa: BLE001
             return Check("SQS", FAIL, f"{name} queue {url}: {_error(exc)}", "check AWS credentials, AWS_REGION and the queue URL")
         parts.append(f"{name}: {attrs.get('ApproximateNumberOfMessages', '?')} waiting")
-    where = "local endpoint " + (settings.sqs_endpoint_url or "") if local else (settings.sqs_endpoint_url or f"AWS {settings.aws_region}")
+    where = (
+        "local endpoint " + (settings.sqs_endpoint_url or "")
+        if local
+        else (settings.sqs_endpoint_url or f"AWS {settings.aws_region}")
+    )
     detail = f"{where}; " + ", ".join(parts)
     if warnings:
-        return Check("SQS", WARN, detail + "; " + "; ".join(warnings), "set HUMAN_REVIEW_NOTIFICATIONS_QUEUE_URL / DISPUTE_EVENTS_DLQ_URL")
+        return Check(
+            "SQS", WARN, detail + "; " + "; ".join(warnings), "set HUMAN_REVIEW_NOTIFICATIONS_QUEUE_URL / DISPUTE_EVENTS_DLQ_URL"
+        )
     return Check("SQS", OK, detail)
 
 
@@ -136,7 +150,12 @@ def check_model_files(settings: Settings) -> Check:
     tokenizer = (path / "tokenizer.json").exists() or (path / "vocab.txt").exists()
     if not weights or missing or not tokenizer:
         lacking = (["weights"] if not weights else []) + missing + ([] if tokenizer else ["tokenizer"])
-        return Check("embedding model", FAIL, f"{path}: missing {', '.join(lacking)}", "point EMBEDDING_MODEL at a complete sentence-transformers folder")
+        return Check(
+            "embedding model",
+            FAIL,
+            f"{path}: missing {', '.join(lacking)}",
+            "point EMBEDDING_MODEL at a complete sentence-transformers folder",
+        )
     return Check("embedding model", OK, f"{path} ({', '.join(sorted(weights))}), loaded offline")
 
 
@@ -154,12 +173,18 @@ def check_chroma(settings: Settings, db_url: str | None) -> list[Check]:
         client.heartbeat()
         names = {c.name if hasattr(c, "name") else str(c) for c in client.list_collections()}
     except Exception as exc:  # noqa: BLE001
-        fix = "start the Chroma server (deploy/chroma) or unset CHROMA_HOST" if settings.chroma_host else "check CHROMA_DB_PATH is a writable folder"
+        fix = (
+            "start the Chroma server (deploy/chroma) or unset CHROMA_HOST"
+            if settings.chroma_host
+            else "check CHROMA_DB_PATH is a writable folder"
+        )
         return [Check("Chroma", FAIL, f"{where}: {_error(exc)}", fix)]
     try:
         identity = current_model_identity(settings.embedding_model)
     except Exception as exc:  # noqa: BLE001
-        return [Check("Chroma", WARN, f"{where}: reachable; model identity unknown: {_error(exc)}", "fix the embedding model (above)")]
+        return [
+            Check("Chroma", WARN, f"{where}: reachable; model identity unknown: {_error(exc)}", "fix the embedding model (above)")
+        ]
     counts, stale_chroma = {}, 0
     for name in (POLICIES, RESOLUTIONS):
         if name in names:
@@ -211,10 +236,22 @@ def check_email(settings: Settings) -> Check:
                 smtp.ehlo()
                 if settings.gmail_email and settings.gmail_app_password:
                     smtp.login(settings.gmail_email, settings.gmail_app_password.get_secret_value())
-                    return Check("e-mail", OK, f"SMTP {host}:{settings.smtp_port}: STARTTLS and login as {settings.gmail_email} accepted")
-            return Check("e-mail", WARN, f"SMTP {host}:{settings.smtp_port} reachable; no password to log in with", "set GMAIL_APP_PASSWORD")
+                    return Check(
+                        "e-mail", OK, f"SMTP {host}:{settings.smtp_port}: STARTTLS and login as {settings.gmail_email} accepted"
+                    )
+            return Check(
+                "e-mail",
+                WARN,
+                f"SMTP {host}:{settings.smtp_port} reachable; no password to log in with",
+                "set GMAIL_APP_PASSWORD",
+            )
         except Exception as exc:  # noqa: BLE001
-            return Check("e-mail", FAIL, f"SMTP {host}:{settings.smtp_port}: {_error(exc)}", "check SMTP_HOST/SMTP_PORT, GMAIL_EMAIL and the app password")
+            return Check(
+                "e-mail",
+                FAIL,
+                f"SMTP {host}:{settings.smtp_port}: {_error(exc)}",
+                "check SMTP_HOST/SMTP_PORT, GMAIL_EMAIL and the app password",
+            )
     try:
         settings.outbox.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=settings.outbox, prefix=".doctor-"):
@@ -228,7 +265,12 @@ def check_llm(settings: Settings) -> Check:
     provider = settings.resolved_llm_provider
     if provider == "openai":
         if settings.openai_api_key is None:
-            return Check("LLM", FAIL, "LLM_PROVIDER=openai but OPENAI_API_KEY is not set", "export OPENAI_API_KEY (or LLM_PROVIDER=precedent)")
+            return Check(
+                "LLM",
+                FAIL,
+                "LLM_PROVIDER=openai but OPENAI_API_KEY is not set",
+                "export OPENAI_API_KEY (or LLM_PROVIDER=precedent)",
+            )
         where = settings.openai_base_url or "api.openai.com"
         return Check("LLM", OK, f"OpenAI {settings.openai_model} at {where}; OPENAI_API_KEY is set (not shown)")
     if provider == "precedent":
@@ -241,7 +283,10 @@ def check_connectors(settings: Settings) -> Check:
     from dispute_platform.resources.connectors.config import ConnectorConfigurationError, ConnectorSettings, select_providers
     from dispute_platform.resources.postgres import PostgresResource
 
-    sandbox = {"sandbox_data": str(settings.sandbox_data) if settings.sandbox_data else None, "postgres": PostgresResource(database_url="postgresql://unused")}
+    sandbox = {
+        "sandbox_data": str(settings.sandbox_data) if settings.sandbox_data else None,
+        "postgres": PostgresResource(database_url="postgresql://unused"),
+    }
     try:
         chosen = select_providers(ConnectorSettings(), sandbox)
     except ConnectorConfigurationError as exc:
@@ -252,7 +297,9 @@ def check_connectors(settings: Settings) -> Check:
     detail = ", ".join(f"{role}: {name}" for role, name in names.items())
     if all(name.startswith("Sandbox") for name in names.values()):
         if settings.sandbox_data and not Path(settings.sandbox_data).exists():
-            return Check("connectors", FAIL, f"sandbox world {settings.sandbox_data} does not exist", "fix SANDBOX_DATA or unset it")
+            return Check(
+                "connectors", FAIL, f"sandbox world {settings.sandbox_data} does not exist", "fix SANDBOX_DATA or unset it"
+            )
         return Check("connectors", OK, f"{detail} (bundled sandbox world; no vendor configured)")
     return Check("connectors", OK, detail + " (credentials not contacted)")
 
@@ -263,7 +310,12 @@ def check_dagster(pg_ok: bool) -> Check:
     home = get_settings().dagster_home
     config = home / "dagster.yaml"
     if not config.exists():
-        return Check("Dagster instance", WARN, f"{config} missing", "run any dispute-platform command once (it writes it) or copy deploy/dagster.yaml")
+        return Check(
+            "Dagster instance",
+            WARN,
+            f"{config} missing",
+            "run any dispute-platform command once (it writes it) or copy deploy/dagster.yaml",
+        )
     if not pg_ok:
         return Check("Dagster instance", WARN, f"{config}: not checked, its storage needs PostgreSQL", "fix PostgreSQL first")
     from dagster import DagsterInstance
@@ -294,7 +346,11 @@ def check_logs(settings: Settings) -> Check:
             pass
     except Exception as exc:  # noqa: BLE001
         return Check("logs", FAIL, f"{folder}: {_error(exc)}", "make LOG_DIR writable")
-    return Check("logs", OK, f"{folder / 'workflow.log'} writable (JSON lines, {settings.log_max_bytes // 1024 // 1024} MB x {settings.log_backup_count})")
+    return Check(
+        "logs",
+        OK,
+        f"{folder / 'workflow.log'} writable (JSON lines, {settings.log_max_bytes // 1024 // 1024} MB x {settings.log_backup_count})",
+    )
 
 
 def run_checks(settings: Settings, *, embedded_db: bool, local_sqs: bool) -> list[Check]:

@@ -37,7 +37,9 @@ import click
     help="Folder for report.json, report.md and results.jsonl.",
 )
 @click.option("--limit", type=click.IntRange(min=1), help="Read only the first N rows of the complaints file.")
-@click.option("--billing-only", is_flag=True, help="Only billing disputes (Issue: a purchase on the statement, or fees or interest).")
+@click.option(
+    "--billing-only", is_flag=True, help="Only billing disputes (Issue: a purchase on the statement, or fees or interest)."
+)
 def evaluate_command(
     complaints: Path,
     history: Path | None,

@@ -117,9 +117,7 @@ class CountedProgress:
 
     def _refresh(self) -> None:
         assert self._progress is not None and self._task is not None
-        self._progress.update(
-            self._task, completed=self.completed, total=self.total, rate=self._rate_text(), detail=self._detail
-        )
+        self._progress.update(self._task, completed=self.completed, total=self.total, rate=self._rate_text(), detail=self._detail)
 
     def text(self) -> str:
         count = f"{self.completed:,}" + (f"/{self.total:,}" if self.total is not None else "")
@@ -206,7 +204,9 @@ class ProgressRecords(logging.Handler):
 
 
 @contextmanager
-def progress_records(on_record: Callable[[logging.LogRecord], None], logger_name: str = "dispute_platform.progress") -> Iterator[None]:
+def progress_records(
+    on_record: Callable[[logging.LogRecord], None], logger_name: str = "dispute_platform.progress"
+) -> Iterator[None]:
     logger = logging.getLogger(logger_name)
     handler = ProgressRecords(on_record)
     previous = logger.level

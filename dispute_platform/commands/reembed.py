@@ -43,15 +43,17 @@ def run_plan(counts: dict[int, int], per_run: int) -> list[BucketRange]:
 @click.command("reembed")
 @click.option("--stale-only", is_flag=True, help="Only past cases not embedded by the current model (after a model change).")
 @click.option("--buckets", help="Buckets to re-embed: b00..b15, b03,b07 (default: all).")
-@click.option("--per-run", type=click.IntRange(1, BUCKETS), default=None, help="Buckets per run (default REEMBED_BUCKETS_PER_RUN).")
+@click.option(
+    "--per-run", type=click.IntRange(1, BUCKETS), default=None, help="Buckets per run (default REEMBED_BUCKETS_PER_RUN)."
+)
 def reembed_command(stale_only: bool, buckets: str | None, per_run: int | None) -> None:
     """Re-embed the past cases into Chroma as a batched backfill of resolution_index (Dagster runs)."""
     from dagster import DagsterInstance, materialize
     from rich.table import Table
 
     from dispute_platform.assets.resolution_index import resolution_index
-    from dispute_platform.commands.shell import console, fail, local_services, migrate
     from dispute_platform.commands.progress import counted, progress_records
+    from dispute_platform.commands.shell import console, fail, local_services, migrate
     from dispute_platform.definitions import build_resources
     from dispute_platform.operations import RANGE_END, RANGE_START, STEP_TAG, TRIGGER_TAG
     from dispute_platform.settings import get_settings
@@ -117,7 +119,9 @@ def reembed_command(stale_only: bool, buckets: str | None, per_run: int | None) 
             table.add_row(span, run_id, "ok" if ok else "[red]failed[/red]", f"{seconds:.1f}")
         console.print(table)
         seconds = sum(r[3] for r in runs)
-        console.print(f"{sum(done.values()):,} row(s) in {seconds:.1f}s ({sum(done.values()) / seconds if seconds else 0:,.0f} rows/s)")
+        console.print(
+            f"{sum(done.values()):,} row(s) in {seconds:.1f}s ({sum(done.values()) / seconds if seconds else 0:,.0f} rows/s)"
+        )
         failed = [r for r in runs if not r[2]]
         if failed:
             fail(f"run {failed[0][1]} over {failed[0][0]} failed; see it in the Dagster UI (Runs) and re-execute it")

@@ -41,7 +41,10 @@ def migrate(verbose: bool = True) -> None:
     db = Database(os.environ["DATABASE_URL"])
     applied = migrations.apply(db)
     if verbose:
-        console.print(f"database: {len(applied)} migration(s) applied" + (f" ({', '.join(m.version for m in applied)})" if applied else ", up to date"))
+        console.print(
+            f"database: {len(applied)} migration(s) applied"
+            + (f" ({', '.join(m.version for m in applied)})" if applied else ", up to date")
+        )
     db.close()
 
 

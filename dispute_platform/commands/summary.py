@@ -53,7 +53,7 @@ def _root_message(error) -> str:
     message = error.message.strip()
     prefix = f"{error.cls_name}: "
     at = message.find(prefix)  # "dagster._core.definitions.events.Failure: 32 of 32 ..."
-    return message[at + len(prefix):] if at >= 0 else message
+    return message[at + len(prefix) :] if at >= 0 else message
 
 
 def failed_runs_since(since: datetime, instance=None) -> list[tuple[str, str, str]]:

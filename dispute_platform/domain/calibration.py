@@ -183,7 +183,9 @@ def calibrate(proposal: ResolutionProposal, calibration: ProposalCalibration | N
     if fitted is None or calibration is None:
         return proposal.model_copy(update={"raw_confidence": raw, "confidence": raw, "calibration": None})
     value = min(1.0, max(0.0, fitted.apply(raw)))
-    return proposal.model_copy(update={"raw_confidence": raw, "confidence": round(value, 4), "calibration": calibration.calibration_id})
+    return proposal.model_copy(
+        update={"raw_confidence": raw, "confidence": round(value, 4), "calibration": calibration.calibration_id}
+    )
 
 
 def is_held_back(case_id: str, share: float) -> bool:

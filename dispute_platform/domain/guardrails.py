@@ -12,8 +12,8 @@ from pydantic import BaseModel, Field
 
 from dispute_platform.domain import defaults
 from dispute_platform.domain.facts import cents
-from dispute_platform.domain.money import DEFAULT_USD_RATES, above_threshold, usd_value
 from dispute_platform.domain.models import Action, DisputeType, EnrichedContext, ResolutionProposal
+from dispute_platform.domain.money import DEFAULT_USD_RATES, above_threshold, usd_value
 
 ZERO = Decimal("0")
 
@@ -71,6 +71,4 @@ def apply_guardrails(
     if action == Action.DENY:
         amount = ZERO
 
-    return proposal.model_copy(
-        update={"action": action, "amount": amount, "currency": case.currency, "flags": flags}
-    )
+    return proposal.model_copy(update={"action": action, "amount": amount, "currency": case.currency, "flags": flags})

@@ -15,9 +15,7 @@ _EMAIL = re.compile(
     re.IGNORECASE,
 )
 # North-American and international spellings: +1 (555) 123-4567, 555.123.4567, +44 20 7946 0958 ...
-_PHONE = re.compile(
-    r"(?<![\w$])(?:\+\d{1,3}[\s.\-]?)?(?:\(\d{2,4}\)|\d{2,4})[\s.\-]?\d{3,4}[\s.\-]?\d{3,4}(?![\w])"
-)
+_PHONE = re.compile(r"(?<![\w$])(?:\+\d{1,3}[\s.\-]?)?(?:\(\d{2,4}\)|\d{2,4})[\s.\-]?\d{3,4}[\s.\-]?\d{3,4}(?![\w])")
 _DIGITS = re.compile(r"\d")
 # A statement line ("2025-08-03 120.00") runs 13+ digits together with separators, yet every
 # space-separated part is an ISO date or an amount in cents: that is not a card.

@@ -268,9 +268,7 @@ class Charge(BaseModel):
     period_end: date | None = None
     card_last4: str | None = None
     amount_refunded: Money = Decimal("0")
-    fulfillment_status: Literal["not_applicable", "pending", "shipped", "delivered", "not_delivered"] = (
-        "not_applicable"
-    )
+    fulfillment_status: Literal["not_applicable", "pending", "shipped", "delivered", "not_delivered"] = "not_applicable"
 
     @property
     def refundable(self) -> Decimal:
@@ -402,8 +400,10 @@ class ResolutionProposal(BaseModel):
     input_tokens: int = Field(ge=0, default=0)  # billed over all requests (a re-ask sends the prompt again)
     output_tokens: int = Field(ge=0, default=0)
     requests: int = Field(
-        ge=0, default=1, description="Model requests the provider may bill: answered ones and those sent but never answered "
-        "(timeouts); not refused (4xx/5xx) or undelivered ones. 0 for the rules engine."
+        ge=0,
+        default=1,
+        description="Model requests the provider may bill: answered ones and those sent but never answered "
+        "(timeouts); not refused (4xx/5xx) or undelivered ones. 0 for the rules engine.",
     )
     cost_usd: Decimal = Decimal("0")
     # The part of input_tokens / cost_usd that is an estimate: requests sent but never answered

@@ -38,12 +38,13 @@ def review_request(
     """Subject and body of the e-mail that asks an approver to decide."""
     prefix = "[SLA passed] " if escalated_for_sla else ""
     subject = (
-        f"{prefix}Review dispute {case_id}: {proposal.action.value} {proposal.amount} {currency} "
-        f"({dispute_type}, {segment})"
+        f"{prefix}Review dispute {case_id}: {proposal.action.value} {proposal.amount} {currency} ({dispute_type}, {segment})"
     )
     cited = "\n".join(f"  - {p.citation} {p.title} (relevance {p.score:.2f})" for p in policies) or "  (none)"
     similar = (
-        "\n".join(f"  - {c.case_id}: {c.dispute_type}, {c.action} {c.resolved_amount or ''} (similarity {c.score:.2f})" for c in cases)
+        "\n".join(
+            f"  - {c.case_id}: {c.dispute_type}, {c.action} {c.resolved_amount or ''} (similarity {c.score:.2f})" for c in cases
+        )
         or "  (none)"
     )
     flags = ", ".join(proposal.flags) or "none"
@@ -55,7 +56,7 @@ Disputed     {disputed} {currency}
 Description  {mask_pii(description)[:600]}
 
 Proposal v{version}: {proposal.action.value} {proposal.amount} {currency}
-Confidence   {proposal.confidence:.2f} ({'calibrated' if proposal.calibration else 'uncalibrated'}; decided by {proposal.basis})   by {proposal.provider} / {proposal.model}
+Confidence   {proposal.confidence:.2f} ({"calibrated" if proposal.calibration else "uncalibrated"}; decided by {proposal.basis})   by {proposal.provider} / {proposal.model}
 Reasoning    {proposal.reasoning}
 Flags        {flags}
 Cost         ${proposal.cost_usd} ({proposal.input_tokens} tokens in, {proposal.output_tokens} out)
@@ -66,10 +67,10 @@ Similar past cases:
 {similar}
 
 Decide in the review desk: {desk_dispute_url(api_url, case_id)}
-See it in Dagster: {dagster_partition_url(ui_url, 'ai_proposal', case_id)}
+See it in Dagster: {dagster_partition_url(ui_url, "ai_proposal", case_id)}
 
 Or decide through the API (your reviewer token identifies you):
-  curl -X POST {api_url.rstrip('/')}/human-review/decision \\
+  curl -X POST {api_url.rstrip("/")}/human-review/decision \\
     -H "Authorization: Bearer $REVIEWER_TOKEN" -H "Content-Type: application/json" \\
     -d '{{"case_id": "{case_id}", "proposal_version": {version}, "decision": "approved", "comments": "..."}}'
   decision: approved | rejected | modified (with "modified_resolution": {{"action": ..., "amount": ..., "reason": ...}})
@@ -91,7 +92,7 @@ def customer_notice(*, case_id: str, customer: str, action: str, amount: Decimal
     body = f"""Dear {customer},
 
 Thank you for contacting Brightwave about your billing dispute {case_id}.
-After review, {outcomes.get(action, 'your case has been closed')}.
+After review, {outcomes.get(action, "your case has been closed")}.
 
 {mask_pii(reason)}
 

@@ -149,9 +149,7 @@ def parse_policy(paragraphs: Iterable[tuple[str, str]], source_name: str) -> lis
 
     policy_id, title, category = _metadata(preamble, source_name)
     if not sections:
-        raise PolicyFormatError(
-            f"{source_name}: no numbered section (a heading such as '1. Scope' in a Heading style)"
-        )
+        raise PolicyFormatError(f"{source_name}: no numbered section (a heading such as '1. Scope' in a Heading style)")
     return [
         PolicyChunk(
             chunk_id=f"{policy_id}#{number}",

@@ -72,8 +72,7 @@ def _duplicate_charge(f: DisputeFacts) -> RuleOutcome:
             action=_refund(amount, f),
             amount=amount,
             citations=["POL-002 §2"],
-            reason=f"charges {f.charge_id} and {f.duplicate_of} are for the same invoice or period; "
-            f"the duplicate is refunded",
+            reason=f"charges {f.charge_id} and {f.duplicate_of} are for the same invoice or period; the duplicate is refunded",
             confidence=0.92,
         )
     return RuleOutcome(
@@ -107,8 +106,7 @@ def _service_outage(f: DisputeFacts) -> RuleOutcome:
         action=Action.CREDIT,
         amount=credit,
         citations=["POL-003 §2", "POL-003 §3"],
-        reason=f"{hours} h of outage in the billing period earns a {share:.0%} credit "
-        f"of the {f.monthly_fee} monthly fee",
+        reason=f"{hours} h of outage in the billing period earns a {share:.0%} credit of the {f.monthly_fee} monthly fee",
         confidence=0.92,
     )
 
@@ -322,6 +320,4 @@ def weigh_precedent(outcome: RuleOutcome, cases: list[SimilarCase]) -> Precedent
         else:
             disagreeing.append(case.case_id)
             confidence -= 0.06 * case.score
-    return PrecedentWeighing(
-        confidence=round(min(0.99, max(0.05, confidence)), 3), agreeing=agreeing, disagreeing=disagreeing
-    )
+    return PrecedentWeighing(confidence=round(min(0.99, max(0.05, confidence)), 3), agreeing=agreeing, disagreeing=disagreeing)

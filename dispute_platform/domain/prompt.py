@@ -114,7 +114,9 @@ def _evidence_order(context: EnrichedContext, facts: DisputeFacts) -> tuple[list
     disputed = context.disputed_charge
     ranked = list(context.relevant_charges)
     ranked_ids = {c.charge_id for c in ranked}
-    rest = sorted((c for c in context.payments.charges if c.charge_id not in ranked_ids), key=lambda c: c.created_at, reverse=True)
+    rest = sorted(
+        (c for c in context.payments.charges if c.charge_id not in ranked_ids), key=lambda c: c.created_at, reverse=True
+    )
     everything = ranked + rest
     if disputed is None:
         return everything, set()
@@ -253,15 +255,12 @@ def build_prompt(
     messages = render(fitted_description)
     input_tokens = count_chat_tokens(messages)
     if input_tokens > budget.max_input_tokens:  # only if the fixed parts alone overflow the cap
-        raise ValueError(
-            f"prompt needs {input_tokens} tokens without any description; the cap is {budget.max_input_tokens}"
-        )
+        raise ValueError(f"prompt needs {input_tokens} tokens without any description; the cap is {budget.max_input_tokens}")
     sections["description"] = fitted_description
     return BuiltPrompt(
         messages=messages,
         input_tokens=input_tokens,
-        section_tokens={name: count_tokens(text) for name, text in sections.items()}
-        | {"system": count_tokens(system)},
+        section_tokens={name: count_tokens(text) for name, text in sections.items()} | {"system": count_tokens(system)},
         injection_flags=injection_flags,
         cited_policy_ids=[p.citation for p in chosen_policies],
         similar_case_ids=[c.case_id for c in chosen_cases],

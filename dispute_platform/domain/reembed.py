@@ -108,7 +108,14 @@ def results_frame(results: Iterable[BucketResult]) -> pl.DataFrame:
          "rows_per_s": r.rows_per_second}
         for r in results
     ]  # fmt: skip
-    schema = {"bucket": pl.String, "rows": pl.Int64, "embedded": pl.Int64, "pruned": pl.Int64, "seconds": pl.Float64, "rows_per_s": pl.Float64}
+    schema = {
+        "bucket": pl.String,
+        "rows": pl.Int64,
+        "embedded": pl.Int64,
+        "pruned": pl.Int64,
+        "seconds": pl.Float64,
+        "rows_per_s": pl.Float64,
+    }
     return pl.DataFrame(rows, schema=schema)
 
 

@@ -39,7 +39,9 @@ ENRICHMENT_PENDING = frozenset({Status.RECEIVED, Status.RUNNING, Status.FETCH_FA
 PROPOSAL_MAY_RUN = frozenset({Status.ENRICHED, Status.PROPOSAL_FAILED})
 # A reviewer may ask for a fresh proposal while nothing has been decided yet.
 PROPOSAL_MAY_REGENERATE = PROPOSAL_MAY_RUN | {Status.BLOCKED, Status.MODEL_FAILED, Status.PENDING_REVIEW, Status.REVIEW_ESCALATED}
-AWAITING_DECISION = frozenset({Status.PENDING_REVIEW, Status.MODEL_FAILED, Status.REVIEW_ESCALATED, Status.AWAITING_SECOND_REVIEW})
+AWAITING_DECISION = frozenset(
+    {Status.PENDING_REVIEW, Status.MODEL_FAILED, Status.REVIEW_ESCALATED, Status.AWAITING_SECOND_REVIEW}
+)
 EXECUTION_MAY_RUN = frozenset({Status.DECIDED, Status.REJECTED, Status.EXECUTING, Status.EXECUTION_FAILED})
 EMBEDDING_MAY_RUN = frozenset({Status.EXECUTED, Status.REJECTED, Status.COMPLETED})
 # A final decision waits for the review run (decided: money to move; rejected: the no-op to record).

@@ -41,9 +41,7 @@ def find_disputed_charge(crm: CrmRecord, payments: PaymentRecord) -> Charge | No
     if case.dispute_type == DisputeType.GENERAL:
         return None  # a general complaint names its charge or is about none: never guess one
     candidates = [
-        c
-        for c in payments.charges
-        if c.status == "succeeded" and c.amount >= case.amount and c.created_at <= case.opened_at
+        c for c in payments.charges if c.status == "succeeded" and c.amount >= case.amount and c.created_at <= case.opened_at
     ]
     exact = [c for c in candidates if c.amount == case.amount]
     pool = exact or candidates
@@ -124,9 +122,7 @@ def validate_dispute(
     )
 
 
-def select_relevant_charges(
-    charges: list[Charge], disputed: Charge | None, *, limit: int = 5
-) -> list[Charge]:
+def select_relevant_charges(charges: list[Charge], disputed: Charge | None, *, limit: int = 5) -> list[Charge]:
     """The few charges a reviewer (or a model) needs: the disputed one, then those that share
     its invoice, amount or period (duplicates show up there), then the nearest in time."""
     if disputed is None:

@@ -12,7 +12,6 @@ import json
 from datetime import date, datetime
 from functools import cached_property
 from pathlib import Path
-
 from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field

@@ -27,9 +27,7 @@ def predicted_label(action: str | None, *, stopped_by_cap: bool = False) -> str:
     return MONEY_BACK if action in MONEY_ACTIONS else NO_MONEY
 
 
-def confusion_matrix(
-    truth: Sequence[str], predicted: Sequence[str], labels: Sequence[str] = LABELS
-) -> dict[str, dict[str, int]]:
+def confusion_matrix(truth: Sequence[str], predicted: Sequence[str], labels: Sequence[str] = LABELS) -> dict[str, dict[str, int]]:
     """matrix[true][predicted] = count, for every pair of `labels` (zeros included); a label
     outside `labels` in either sequence is an error, not silently dropped."""
     if len(truth) != len(predicted):

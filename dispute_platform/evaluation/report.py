@@ -98,10 +98,14 @@ def _calibration_summary(calibration: ProposalCalibration | None) -> dict[str, A
         "history_cases": calibration.history_cases,
         "held_back": calibration.held_back,
         "maps": {
-            key: {"n": m.n, "rate": m.rate, "steps": [
-                {"raw": f"{lo:.3f}-{hi:.3f}", "n": n, "calibrated": v}
-                for lo, hi, n, v in zip(m.lows, m.highs, m.counts, m.values, strict=True)
-            ]}
+            key: {
+                "n": m.n,
+                "rate": m.rate,
+                "steps": [
+                    {"raw": f"{lo:.3f}-{hi:.3f}", "n": n, "calibrated": v}
+                    for lo, hi, n, v in zip(m.lows, m.highs, m.counts, m.values, strict=True)
+                ],
+            }
             for key, m in calibration.maps.items()
         },  # fmt: skip
     }
@@ -196,7 +200,10 @@ def build_report(
         "by_basis": by_basis,
         "reliability": {
             "decided": _reliability(decided),
-            **{f"decided_{name}": _reliability([r for r in decided if r.basis == name]) for name in sorted({r.basis for r in decided})},
+            **{
+                f"decided_{name}": _reliability([r for r in decided if r.basis == name])
+                for name in sorted({r.basis for r in decided})
+            },
         },
         "calibration": _calibration_summary(calibration),
         "tokens": {
@@ -233,7 +240,11 @@ def _usd(value: str | None) -> str:
 def _reliability_markdown(report: dict[str, Any]) -> list[str]:
     lines = ["", "### Reliability (decided disputes: accuracy per confidence band)", ""]
     tables = report["reliability"]
-    lines.append("| band | " + " | ".join(f"{name.removeprefix('decided_') if name != 'decided' else 'all'} n / conf / acc" for name in tables) + " |")
+    lines.append(
+        "| band | "
+        + " | ".join(f"{name.removeprefix('decided_') if name != 'decided' else 'all'} n / conf / acc" for name in tables)
+        + " |"
+    )
     lines.append("|---" * (len(tables) + 1) + "|")
     bands = [row["band"] for row in tables["decided"]["bands"]]
     for i, band in enumerate(bands):
@@ -271,7 +282,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         + (f", first {meta['limit']} only" if meta.get("limit") else "")
         + ")",
         f"- history: {meta['history_cases']} past cases"
-        + (f" ({meta['history_from_split']} from a {meta['split']:.0%} split of the complaints file by complaint id)" if meta.get("split") else "")
+        + (
+            f" ({meta['history_from_split']} from a {meta['split']:.0%} split of the complaints file by complaint id)"
+            if meta.get("split")
+            else ""
+        )
         + (f", file `{meta['history_file']}`" if meta.get("history_file") else ""),
         f"- provider: `{meta['provider']}` (model `{meta['model']}`)"
         + (", billing disputes only" if meta.get("billing_only") else ""),
@@ -291,8 +306,13 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"| escalation rate | {_pct(m['escalation_rate'])} | 0.0% | 0.0% |",
         f"| accuracy on decided disputes | {_pct(m['accuracy_on_decided'])} ({m['decided']}) | {_pct(base['accuracy'])} | {_pct(knn.get('accuracy'))} |",
         "",
-        (f"kNN baseline: {knn['strategy']}; k = {knn['k']}. Balanced accuracy by k: "
-         + ", ".join(f"k={k} {_pct(v)}" for k, v in knn["balanced_accuracy_by_k"].items()) + "." if knn else "No kNN baseline (no history)."),
+        (
+            f"kNN baseline: {knn['strategy']}; k = {knn['k']}. Balanced accuracy by k: "
+            + ", ".join(f"k={k} {_pct(v)}" for k, v in knn["balanced_accuracy_by_k"].items())
+            + "."
+            if knn
+            else "No kNN baseline (no history)."
+        ),
         "",
         f"Baseline: {base['strategy']} (`{base['class']}`). Escalation rate {_pct(m['escalation_rate'])} "
         f"({m['escalated']}); accuracy on the {m['decided']} disputes decided without a person: {_pct(m['accuracy_on_decided'])}; "
@@ -309,12 +329,25 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["", "### By proposed action", "", "| truth | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for label, row in cm["by_action"].items():
         lines.append(f"| {label} | " + " | ".join(str(row[c]) for c in columns) + " |")
-    lines += ["", "### By basis (what determined the proposal)", "",
-              "| basis | n | escalated | decided | accuracy | accuracy on decided |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "### By basis (what determined the proposal)",
+        "",
+        "| basis | n | escalated | decided | accuracy | accuracy on decided |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, row in report["by_basis"].items():
-        lines.append(f"| {name} | {row['n']} | {row['escalated']} | {row['decided']} | {_pct(row['accuracy'])} | {_pct(row['accuracy_on_decided'])} |")
+        lines.append(
+            f"| {name} | {row['n']} | {row['escalated']} | {row['decided']} | {_pct(row['accuracy'])} | {_pct(row['accuracy_on_decided'])} |"
+        )
     lines += _reliability_markdown(report)
-    lines += ["", "### By dispute type", "", "| type | n | truth money back | predicted money back | escalated | accuracy |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "### By dispute type",
+        "",
+        "| type | n | truth money back | predicted money back | escalated | accuracy |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, row in report["by_dispute_type"].items():
         lines.append(
             f"| {name} | {row['n']} | {row['truth_money_back']} | {row['predicted_money_back']} | {row['escalated']} | {_pct(row['accuracy'])} |"

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from dispute_platform.datasets.cfpb import (
     REQUIRED_FOR_OUTCOME,
     CfpbComplaint,
@@ -91,7 +90,9 @@ def read_file(path: Path, stage: str, limit: int | None = None) -> tuple[list[Cf
             for item in read_complaints(fh, required=REQUIRED_FOR_OUTCOME, limit=limit):
                 rows += 1
                 if isinstance(item, RowProblem):
-                    problems.append(Problem(stage=stage, row=item.row, line=item.line, complaint_id=item.complaint_id, reason=item.reason))
+                    problems.append(
+                        Problem(stage=stage, row=item.row, line=item.line, complaint_id=item.complaint_id, reason=item.reason)
+                    )
                 else:
                     complaints.append(item)
     except CfpbFormatError as exc:
@@ -108,7 +109,9 @@ def split_complaints(complaints: Sequence[CfpbComplaint], fraction: float) -> tu
     return history, rest
 
 
-def history_records(complaints: Sequence[CfpbComplaint], stage: str = "history") -> tuple[list[HistoricalResolution], list[Problem]]:
+def history_records(
+    complaints: Sequence[CfpbComplaint], stage: str = "history"
+) -> tuple[list[HistoricalResolution], list[Problem]]:
     """Past cases from complaints, one per case id (a later row replaces an earlier one)."""
     records: dict[str, HistoricalResolution] = {}
     problems: list[Problem] = []
@@ -116,7 +119,9 @@ def history_records(complaints: Sequence[CfpbComplaint], stage: str = "history")
         try:
             record = to_historical(complaint)
         except (UnusableComplaint, ValueError) as exc:
-            problems.append(Problem(stage=stage, row=complaint.row, line=complaint.line, complaint_id=complaint.complaint_id, reason=str(exc)))
+            problems.append(
+                Problem(stage=stage, row=complaint.row, line=complaint.line, complaint_id=complaint.complaint_id, reason=str(exc))
+            )
             continue
         records[record.case_id] = record
     return list(records.values()), problems
@@ -270,9 +275,13 @@ def evaluate(options: EvaluationOptions, progress: Progress | None = None) -> Ev
             embedded = vectors.embedder.encode([h.embedding_text() for h in batch])
             vectors.upsert_resolutions(batch, embedded)
             history_vectors.update({h.case_id: v for h, v in zip(batch, embedded, strict=True)})
-            say(f"history: embedded {min(start + EMBED_BATCH, len(usable_history))}/{len(usable_history)} past cases into {EVAL_RESOLUTIONS}")
+            say(
+                f"history: embedded {min(start + EMBED_BATCH, len(usable_history))}/{len(usable_history)} past cases into {EVAL_RESOLUTIONS}"
+            )
         # Calibrated on the history alone, the way the `proposal_calibration` asset fits it.
-        calibration = fit_calibration(vectors, usable_history, limits.precedent, embeddings=history_vectors) if usable_history else None
+        calibration = (
+            fit_calibration(vectors, usable_history, limits.precedent, embeddings=history_vectors) if usable_history else None
+        )
         if calibration is not None:
             say(f"calibration {calibration.calibration_id}: {calibration.held_back} past cases held back, "
                 f"money-back rate {calibration.money_back_rate}, maps {', '.join(calibration.maps) or 'none'}")  # fmt: skip
@@ -351,7 +360,11 @@ def _reason(exc: Exception) -> str:
 
 def write_outputs(out_dir: Path, report: dict[str, Any], results: Sequence[DisputeResult], markdown: str) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = {"report.json": out_dir / "report.json", "report.md": out_dir / "report.md", "results.jsonl": out_dir / "results.jsonl"}
+    files = {
+        "report.json": out_dir / "report.json",
+        "report.md": out_dir / "report.md",
+        "results.jsonl": out_dir / "results.jsonl",
+    }
     files["report.json"].write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     files["report.md"].write_text(markdown, encoding="utf-8")
     with files["results.jsonl"].open("w", encoding="utf-8") as fh:

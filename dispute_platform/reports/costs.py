@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 
 import polars as pl
 
@@ -185,4 +185,4 @@ def report_markdown(report: CostReport) -> str:
 
 def since_start(since: date | None) -> datetime | None:
     """The first instant of `since` (UTC), for the SQL filter."""
-    return datetime.combine(since, time.min, tzinfo=timezone.utc) if since else None
+    return datetime.combine(since, time.min, tzinfo=UTC) if since else None

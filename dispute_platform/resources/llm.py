@@ -26,10 +26,10 @@ from dagster import ConfigurableResource
 from pydantic import BaseModel, Field, ValidationError
 
 from dispute_platform.domain import defaults
+from dispute_platform.domain.calibration import ProposalCalibration
 from dispute_platform.domain.costs import ModelPrice, call_cost, price_for
 from dispute_platform.domain.facts import DisputeFacts, cents
 from dispute_platform.domain.masking import mask_pii
-from dispute_platform.domain.calibration import ProposalCalibration
 from dispute_platform.domain.models import (
     MAX_EVENT_AMOUNT,
     Action,

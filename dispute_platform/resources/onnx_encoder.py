@@ -36,7 +36,11 @@ log = logging.getLogger(__name__)
 EXPORT_VERSION = 1  # bump when the exported graph changes: older cached exports are not reused
 MIN_COSINE = 0.999
 OPSET = 17
-_MODULES = ["sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling", "sentence_transformers.models.Normalize"]
+_MODULES = [
+    "sentence_transformers.models.Transformer",
+    "sentence_transformers.models.Pooling",
+    "sentence_transformers.models.Normalize",
+]
 
 
 def default_cache_dir() -> Path:

@@ -108,9 +108,7 @@ class SQSResource(ConfigurableResource):
             failed += [chunk[int(f["Id"])].message_id for f in reply.get("Failed", [])]
         return failed
 
-    def extend_visibility(
-        self, messages: Sequence[ReceivedMessage], seconds: int, queue_url: str | None = None
-    ) -> list[str]:
+    def extend_visibility(self, messages: Sequence[ReceivedMessage], seconds: int, queue_url: str | None = None) -> list[str]:
         """Keep received messages hidden for `seconds` more from now (0 makes them visible
         again). Returns the ids SQS refused: typically messages whose receipt handle expired,
         which another consumer may already have received."""

@@ -301,7 +301,9 @@ class VectorStoreResource(ConfigurableResource):
         found = self.collection(self.policies_collection).get(ids=ids, include=["documents", "metadatas", "embeddings"])
         by_id = {
             chunk_id: (doc, meta, emb)
-            for chunk_id, doc, meta, emb in zip(found["ids"], found["documents"], found["metadatas"], found["embeddings"], strict=True)
+            for chunk_id, doc, meta, emb in zip(
+                found["ids"], found["documents"], found["metadatas"], found["embeddings"], strict=True
+            )
         }
         hits = []
         for chunk_id in ids:
@@ -378,9 +380,7 @@ class VectorStoreResource(ConfigurableResource):
         coll = self.collection(self.resolutions_collection)
         query_vector = [list(vector)] if vector is not None else self.embedder.encode([text])
         fetch = max(OVERFETCH, k + 1, PRECEDENT_POOL * vote + 1 if vote else 0)
-        nearest = self._case_hits(
-            coll.query(query_embeddings=query_vector, n_results=fetch, include=["metadatas", "distances"])
-        )
+        nearest = self._case_hits(coll.query(query_embeddings=query_vector, n_results=fetch, include=["metadatas", "distances"]))
         nearest = [h for h in nearest if h.case_id != exclude_case_id]  # a dispute is not its own precedent
         if dispute_type is None:
             return nearest[:k], nearest[:vote]
@@ -388,7 +388,10 @@ class VectorStoreResource(ConfigurableResource):
         voters = _fill(typed, nearest, vote)
         if len(typed) < k:
             filtered = coll.query(
-                query_embeddings=query_vector, n_results=k + 1, where={"dispute_type": dispute_type}, include=["metadatas", "distances"]
+                query_embeddings=query_vector,
+                n_results=k + 1,
+                where={"dispute_type": dispute_type},
+                include=["metadatas", "distances"],
             )
             typed = [h for h in self._case_hits(filtered) if h.case_id != exclude_case_id]
         return _fill(typed, nearest, k), voters

@@ -15,7 +15,14 @@ def jsonb(value: Any) -> Json:
 
 
 def audit(
-    cur: Cursor, case_id: str, step: str, event: str, details: dict[str, Any] | None = None, *, actor: str = "system", run_id: str | None = None
+    cur: Cursor,
+    case_id: str,
+    step: str,
+    event: str,
+    details: dict[str, Any] | None = None,
+    *,
+    actor: str = "system",
+    run_id: str | None = None,
 ) -> None:
     cur.execute(
         "INSERT INTO audit_log (case_id, step, event, actor, details, dagster_run_id) VALUES (%s, %s, %s, %s, %s, %s)",
@@ -29,5 +36,3 @@ def audit_trail(cur: Cursor, case_id: str) -> list[Row]:
         (case_id,),
     )
     return cur.fetchall()
-
-

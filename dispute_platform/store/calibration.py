@@ -19,7 +19,9 @@ AUTOMATED_REVIEWERS = ("auto-policy",)
 def history_version(cur: Cursor) -> tuple[str, int]:
     """(digest, count) of historical_resolutions: it changes whenever a past case is added,
     changed or removed (count and newest update together; a delete lowers the count)."""
-    cur.execute("SELECT COUNT(*) AS n, MAX(updated_at) AS last, COALESCE(SUM(hashtext(case_id)::bigint), 0) AS ids FROM historical_resolutions")
+    cur.execute(
+        "SELECT COUNT(*) AS n, MAX(updated_at) AS last, COALESCE(SUM(hashtext(case_id)::bigint), 0) AS ids FROM historical_resolutions"
+    )
     row = cast(Row, cur.fetchone())  # an aggregate: always a row
     text = f"{row['n']}|{row['last'].isoformat() if row['last'] else ''}|{row['ids']}"
     return hashlib.sha256(text.encode()).hexdigest()[:16], int(row["n"])

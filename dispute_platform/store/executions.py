@@ -68,7 +68,9 @@ def count_attempt(cur: Cursor, execution_id: int) -> Row | None:
 def note_error(cur: Cursor, execution_id: int, error: str) -> None:
     """An attempt whose outcome is unknown (a timeout, a lost response): the row stays started,
     so the next attempt reconciles with the provider before it calls again."""
-    cur.execute("UPDATE executions SET error = %s, updated_at = now() WHERE id = %s AND status = 'started'", (error, execution_id))
+    cur.execute(
+        "UPDATE executions SET error = %s, updated_at = now() WHERE id = %s AND status = 'started'", (error, execution_id)
+    )
 
 
 def settle(cur: Cursor, execution_id: int, status: str, *, provider_ref: str | None = None, error: str | None = None,

@@ -106,7 +106,9 @@ def embedding_progress(db: Database, identity: str) -> tuple[int, int]:
 
 def present_case_ids(db: Database, case_ids: list[str]) -> set[str]:
     """Which of these case ids have a row."""
-    return {str(r["case_id"]) for r in db.fetch_all("SELECT case_id FROM historical_resolutions WHERE case_id = ANY(%s)", (case_ids,))}
+    return {
+        str(r["case_id"]) for r in db.fetch_all("SELECT case_id FROM historical_resolutions WHERE case_id = ANY(%s)", (case_ids,))
+    }
 
 
 # --- reading ------------------------------------------------------------------------------

@@ -82,4 +82,3 @@ def calls_since(cur: Cursor, since: datetime | None) -> list[Row]:
         (since,),
     )
     return cur.fetchall()
-

@@ -220,7 +220,9 @@ def set_proposal_status(cur: Cursor, case_id: str, version: int, status: str) ->
     cur.execute("UPDATE proposals SET status = %s WHERE case_id = %s AND version = %s", (status, case_id, version))
 
 
-def record_check(cur: Cursor, case_id: str, version: int, name: str, passed: bool, figure: Decimal, cap: Decimal, run_id: str | None) -> None:
+def record_check(
+    cur: Cursor, case_id: str, version: int, name: str, passed: bool, figure: Decimal, cap: Decimal, run_id: str | None
+) -> None:
     cur.execute(
         """INSERT INTO check_results (case_id, proposal_version, check_name, passed, figure, cap, dagster_run_id)
            VALUES (%s, %s, %s, %s, %s, %s, %s)

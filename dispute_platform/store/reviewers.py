@@ -122,9 +122,7 @@ def decisions_for(cur: Cursor, case_id: str, version: int | None = None) -> list
     if version is None:
         cur.execute("SELECT * FROM review_decisions WHERE case_id = %s ORDER BY id", (case_id,))
     else:
-        cur.execute(
-            "SELECT * FROM review_decisions WHERE case_id = %s AND proposal_version = %s ORDER BY id", (case_id, version)
-        )
+        cur.execute("SELECT * FROM review_decisions WHERE case_id = %s AND proposal_version = %s ORDER BY id", (case_id, version))
     return cur.fetchall()
 
 

@@ -32,7 +32,15 @@ def remembered(cur: Cursor, table: Ledger, idempotency_key: str, ttl_hours: floa
 
 
 def insert_credit(
-    cur: Cursor, *, credit_id: str, customer_id: str, amount: Decimal, currency: str, idempotency_key: str, reason: str, case_id: str
+    cur: Cursor,
+    *,
+    credit_id: str,
+    customer_id: str,
+    amount: Decimal,
+    currency: str,
+    idempotency_key: str,
+    reason: str,
+    case_id: str,
 ) -> Row:
     cur.execute(
         """INSERT INTO sandbox_credits (credit_id, customer_id, amount, currency, idempotency_key, reason, case_id)
@@ -45,7 +53,9 @@ def insert_credit(
 
 
 def credits_for_case(cur: Cursor, customer_id: str, case_id: str) -> list[Row]:
-    cur.execute("SELECT * FROM sandbox_credits WHERE customer_id = %s AND case_id = %s ORDER BY created_at", (customer_id, case_id))
+    cur.execute(
+        "SELECT * FROM sandbox_credits WHERE customer_id = %s AND case_id = %s ORDER BY created_at", (customer_id, case_id)
+    )
     return cur.fetchall()
 
 

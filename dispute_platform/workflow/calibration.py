@@ -166,7 +166,9 @@ def read_sample(db: Database, max_held_back: int = MAX_HELD_BACK) -> HistorySamp
     from dispute_platform.workflow.knowledge import EMBED_BATCH
 
     counts = db.transact(sql.history_counts)
-    return sample_history(iter_history(db, page=EMBED_BATCH), counts["cases"], counts["money_back"], counts["decided"], max_held_back)
+    return sample_history(
+        iter_history(db, page=EMBED_BATCH), counts["cases"], counts["money_back"], counts["decided"], max_held_back
+    )
 
 
 def history_version(db: Database, vectors: VectorStoreResource) -> str:

@@ -349,7 +349,9 @@ def _notify_customer(db, email, crm, state, action, amount, currency, decision, 
     crm_data = state["crm_data"] or {}
     account = crm_data.get("account", {})
     to = account.get("email")
-    reason = (state["resolution_proposal"] or {}).get("reasoning", "") if decision["decision"] == "approved" else decision["comments"]
+    reason = (
+        (state["resolution_proposal"] or {}).get("reasoning", "") if decision["decision"] == "approved" else decision["comments"]
+    )
     subject, body = customer_notice(
         case_id=state["case_id"],
         customer=account.get("name", "customer"),

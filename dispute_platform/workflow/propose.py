@@ -4,8 +4,8 @@ guardrails, and evaluate the caps. Saving and notifying are the caller's."""
 from __future__ import annotations
 
 import hashlib
-from decimal import Decimal
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from dispute_platform.domain.calibration import ProposalCalibration, calibrate
 from dispute_platform.domain.caps import CapResult, ProposalLimits, evaluate_caps
@@ -87,7 +87,9 @@ def similar_cases(
     past case is voted on exactly as a new dispute is."""
     if not shown and not vote:
         return []
-    first, voters = vectors.query_cases(text, shown, vote, dispute_type=dispute_type, exclude_case_id=exclude_case_id, vector=vector)
+    first, voters = vectors.query_cases(
+        text, shown, vote, dispute_type=dispute_type, exclude_case_id=exclude_case_id, vector=vector
+    )
     taken = {c.case_id for c in first}
     return first + [c for c in voters if c.case_id not in taken]
 
@@ -152,9 +154,7 @@ def propose(
     if proposal.action != raw.action and proposal.calibration is not None:
         # The calibrated figure was for the action the provider chose, not the one the guardrails left.
         proposal = proposal.model_copy(update={"confidence": proposal.raw_confidence, "calibration": None})
-    caps = evaluate_caps(
-        proposal, context.verdict.refundable_amount, context.verdict.disputed_amount, limits.caps, spent_before
-    )
+    caps = evaluate_caps(proposal, context.verdict.refundable_amount, context.verdict.disputed_amount, limits.caps, spent_before)
     shown = set(prompt.similar_case_ids)
     return ProposalOutcome(
         proposal=proposal,

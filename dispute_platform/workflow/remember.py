@@ -10,8 +10,7 @@ from decimal import Decimal
 from dispute_platform.domain.knowledge import HistoricalResolution
 from dispute_platform.domain.states import EMBEDDING_MAY_RUN, Status
 from dispute_platform.resources.vectors import VectorStoreResource
-from dispute_platform.store import history
-from dispute_platform.store import repo
+from dispute_platform.store import history, repo
 from dispute_platform.store.db import Database
 from dispute_platform.store.transitions import transition
 

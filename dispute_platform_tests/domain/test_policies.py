@@ -55,26 +55,46 @@ REQUIRED_PHRASES = {
     ],
     "POL-001 §4": ["up to and including $1,000.00", "above $1,000.00", "never refunded automatically", "four-eyes"],
     "POL-001 §5": ["never more than the disputed amount", "never more than is still refundable", "original charge"],
-    "POL-001 §6": ["no delivery 14 or more days after the charge", "refunded in full", "delivery confirmed",
-                   "still within 14 days of the charge", "re-open"],
+    "POL-001 §6": [
+        "no delivery 14 or more days after the charge",
+        "refunded in full",
+        "delivery confirmed",
+        "still within 14 days of the charge",
+        "re-open",
+    ],
     "POL-001 §7": ["escalated to a human reviewer", "POL-008"],
     "POL-002 §2": ["refunded in full", "later", "original charge stays"],
     "POL-002 §3": ["no second charge for the same invoice or period", "denied with an explanation"],
-    "POL-003 §2": ["account credit, never a refund", "Less than 1 hour: no credit",
-                   "At least 1 hour and at most 4 hours: 10%",
-                   "More than 4 hours and at most 24 hours: 25%", "More than 24 hours: 50%"],
+    "POL-003 §2": [
+        "account credit, never a refund",
+        "Less than 1 hour: no credit",
+        "At least 1 hour and at most 4 hours: 10%",
+        "More than 4 hours and at most 24 hours: 25%",
+        "More than 24 hours: 50%",
+    ],
     "POL-003 §3": ["annual price divided by 12", "rounded to the cent", "never more than the disputed amount"],
     "POL-003 §4": ["72 hours ahead", "caused by the customer"],
     "POL-004 §2": ["within 14 days of the renewal charge", "day 0 to day 14 inclusive", "before the renewal"],
     "POL-004 §3": ["day 15 to day 30 inclusive", "Each started month counts as used", "11/12", "rounded to the cent"],
     "POL-004 §4": ["after day 14", "after day 30", "no cancellation request on record", "denied"],
-    "POL-005 §2": ["escalated to the fraud team and a human reviewer", "never issues an automatic refund",
-                   "whatever the amount", "no 120-day window"],
+    "POL-005 §2": [
+        "escalated to the fraud team and a human reviewer",
+        "never issues an automatic refund",
+        "whatever the amount",
+        "no 120-day window",
+    ],
     "POL-005 §3": ["masked", "never ask for a full card number"],
-    "POL-006 §2": ["difference between the amount charged and the contracted price",
-                   "not above the contracted price", "denied with an explanation"],
-    "POL-007 §2": ["first late fee in any 12 months", "no other late fee was charged in the 12 months before it",
-                   "good standing", "denied"],
+    "POL-006 §2": [
+        "difference between the amount charged and the contracted price",
+        "not above the contracted price",
+        "denied with an explanation",
+    ],
+    "POL-007 §2": [
+        "first late fee in any 12 months",
+        "no other late fee was charged in the 12 months before it",
+        "good standing",
+        "denied",
+    ],
     "POL-007 §3": ["active", "not past due or in collections"],
     "POL-008 §2": ["Enterprise", "up to 10% of the monthly fee"],
     "POL-008 §3": ["no automatic goodwill credit", "escalated to a reviewer"],
@@ -174,9 +194,7 @@ def test_core_properties_identify_the_policy() -> None:
 
 
 def _run_build(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(BUILD_SCRIPT), *args], capture_output=True, text=True, timeout=120, check=False
-    )
+    return subprocess.run([sys.executable, str(BUILD_SCRIPT), *args], capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_committed_documents_match_their_sources() -> None:

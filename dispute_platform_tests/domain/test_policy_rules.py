@@ -69,8 +69,13 @@ def test_duplicate_refund_is_limited_to_the_disputed_amount():
         # Same invoice but the earlier attempt failed: no money was taken twice.
         f.charge("ch_other", invoice_id="in_ch_1", status="failed", created_at=f.CHARGE_AT - timedelta(hours=1)),
         # Another period entirely.
-        f.charge("ch_other", invoice_id="in_0", period_start=date(2025, 5, 1), period_end=date(2025, 5, 31),
-                 created_at=f.CHARGE_AT - timedelta(days=31)),
+        f.charge(
+            "ch_other",
+            invoice_id="in_0",
+            period_start=date(2025, 5, 1),
+            period_end=date(2025, 5, 31),
+            created_at=f.CHARGE_AT - timedelta(days=31),
+        ),
     ],
     ids=["different_amount_and_invoice", "failed_attempt", "previous_period"],
 )
@@ -643,9 +648,7 @@ def test_precedent_confidence_is_bounded():
 @settings(max_examples=200, deadline=None)
 @given(
     confidence=st.floats(min_value=0, max_value=1),
-    past=st.lists(
-        st.tuples(st.sampled_from([a.value for a in Action]), st.floats(min_value=0, max_value=1)), max_size=10
-    ),
+    past=st.lists(st.tuples(st.sampled_from([a.value for a in Action]), st.floats(min_value=0, max_value=1)), max_size=10),
     action=st.sampled_from(list(Action)),
 )
 def test_precedent_confidence_always_stays_within_bounds(confidence, past, action):

@@ -161,7 +161,9 @@ def test_credits_outweighing_refunds_make_a_credit():
                     min_size=5, max_size=30),
        disputed=st.decimals(min_value=D("0.01"), max_value=D("120.00"), places=2))  # fmt: skip
 def test_a_precedent_amount_never_exceeds_the_disputed_amount(raw, disputed):
-    cases = [past(i, a, s, amount=str(amt), resolved=None if res is None else str(res)) for i, (a, s, amt, res) in enumerate(raw, 1)]
+    cases = [
+        past(i, a, s, amount=str(amt), resolved=None if res is None else str(res)) for i, (a, s, amt, res) in enumerate(raw, 1)
+    ]
     facts = _facts(dispute_type="general", amount=disputed)
     vote = tally(cases, SETTINGS, 0.3)
     fix = remedy(vote, cases, facts)

@@ -201,9 +201,7 @@ def test_tiny_budget_raises_only_when_the_fixed_parts_overflow():
     with pytest.raises(ValueError, match="without any description"):
         build("anything", PromptBudget(max_input_tokens=200))
     # Small section budgets make a small cap workable again.
-    small = PromptBudget(
-        max_input_tokens=400, similar_cases_tokens=20, policies_tokens=20, charges_tokens=20, facts_tokens=20
-    )
+    small = PromptBudget(max_input_tokens=400, similar_cases_tokens=20, policies_tokens=20, charges_tokens=20, facts_tokens=20)
     prompt, _ = build("a long narrative " * 200, small)
     assert prompt.input_tokens <= 400
 

@@ -42,7 +42,9 @@ def _charge_lines(prompt) -> list[str]:
 
 
 def _duplicate_world():
-    disputed = f.charge("ch_dup2_Zq81kLmN", amount=D("1500.00"), invoice_id="INV-0999", created_at=f.CHARGE_AT + timedelta(minutes=4))
+    disputed = f.charge(
+        "ch_dup2_Zq81kLmN", amount=D("1500.00"), invoice_id="INV-0999", created_at=f.CHARGE_AT + timedelta(minutes=4)
+    )
     original = f.charge("ch_dup1_Pw02hYtR", amount=D("1500.00"), invoice_id="INV-0999", created_at=f.CHARGE_AT)
     return disputed, original, [*_renewals(12), original, disputed]
 

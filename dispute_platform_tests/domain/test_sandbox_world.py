@@ -382,6 +382,10 @@ def test_history_rows_are_what_the_rules_decide(generator, history_rows):
 
 def test_generated_files_are_up_to_date():
     result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "build_sandbox_world.py"), "--check"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300
+        [sys.executable, str(REPO_ROOT / "scripts" / "build_sandbox_world.py"), "--check"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr

@@ -141,9 +141,7 @@ def test_charge_dated_after_the_case_is_invalid():
 
 
 def _window_verdict(charged_at: datetime, opened_at: datetime, dispute_type: str = "duplicate_charge"):
-    return verdict_for(
-        charges=[f.charge(created_at=charged_at)], opened_at=opened_at, dispute_type=dispute_type
-    )
+    return verdict_for(charges=[f.charge(created_at=charged_at)], opened_at=opened_at, dispute_type=dispute_type)
 
 
 @pytest.mark.parametrize(
@@ -194,9 +192,7 @@ _OFFSETS = st.integers(min_value=-12 * 60, max_value=14 * 60).map(lambda m: time
 
 @settings(max_examples=150, deadline=None)
 @given(
-    charged_at=st.datetimes(
-        min_value=datetime(2023, 1, 1), max_value=datetime(2026, 12, 31), timezones=st.just(UTC)
-    ),
+    charged_at=st.datetimes(min_value=datetime(2023, 1, 1), max_value=datetime(2026, 12, 31), timezones=st.just(UTC)),
     elapsed=st.timedeltas(min_value=timedelta(days=100), max_value=timedelta(days=140)),
     charge_tz=_OFFSETS,
     case_tz=_OFFSETS,

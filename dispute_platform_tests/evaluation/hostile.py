@@ -49,13 +49,24 @@ def hostile_rows() -> list[list[str]]:
     """The well-formed rows, as cells (the broken ones are written raw by `write_hostile_csv`)."""
     return [
         # 1: multi-line quoted narrative, inner quotes, emoji, an e-mail to mask
-        _row("9000001", "Closed with monetary relief", PURCHASE, NOT_RESOLVING,
-             'I was charged twice for the same order ({$49.99}).\r\nThe store said "refund issued" \U0001f620\nmail me: jo@example.com',),
+        _row(
+            "9000001",
+            "Closed with monetary relief",
+            PURCHASE,
+            NOT_RESOLVING,
+            'I was charged twice for the same order ({$49.99}).\r\nThe store said "refund issued" \U0001f620\nmail me: jo@example.com',
+        ),
         # 2: a 50,000-character narrative with a card number
         _row("9000002", "Closed with explanation", PURCHASE, NOT_RESOLVING, LONG_NARRATIVE),
         # 3: control characters everywhere
-        _row("9000003", "Closed with non-monetary relief", "Fees or\x07 interest", "Problem with fees",
-             "Late fee\x00 of {$40.00}\x1b[31m charged \x0bagain", received="08/03/25"),
+        _row(
+            "9000003",
+            "Closed with non-monetary relief",
+            "Fees or\x07 interest",
+            "Problem with fees",
+            "Late fee\x00 of {$40.00}\x1b[31m charged \x0bagain",
+            received="08/03/25",
+        ),
         # 4: a broken Complaint ID
         _row("12-34X", "Closed with explanation", PURCHASE, NOT_RESOLVING, "id is broken"),
         # 5: empty narrative, spreadsheet placeholders
@@ -82,7 +93,9 @@ def write_hostile_csv(path: Path) -> Path:
             buffer.write("\r\n\r\n")  # blank lines are not rows
         if i == 4:
             # a long row: an unquoted comma in the narrative
-            buffer.write("9000010,Closed with explanation,Fees or interest,Problem with fees,x,fee, unquoted,2025-09-01,Credit card,B,Web,2025-09-01,Yes\r\n")
+            buffer.write(
+                "9000010,Closed with explanation,Fees or interest,Problem with fees,x,fee, unquoted,2025-09-01,Credit card,B,Web,2025-09-01,Yes\r\n"
+            )
             # a short row
             buffer.write("9000011,Closed with explanation,Fees or interest\r\n")
     data = b"\xef\xbb\xbf" + buffer.getvalue().encode("utf-8")

@@ -158,7 +158,12 @@ def test_limit_reads_only_the_first_rows():
     ("issue", "sub_issue", "narrative", "expected"),
     [
         (PURCHASE, "Card was charged for something you did not purchase with the card", "not mine", "unauthorized"),
-        (PURCHASE, "Card was charged for something you did not purchase with the card", "I was charged twice", "duplicate_charge"),
+        (
+            PURCHASE,
+            "Card was charged for something you did not purchase with the card",
+            "I was charged twice",
+            "duplicate_charge",
+        ),
         (PURCHASE, "Overcharged for something you did purchase with the card", "price was higher", "wrong_amount"),
         (PURCHASE, NOT_RESOLVING, "The merchant double charged me", "duplicate_charge"),
         (PURCHASE, NOT_RESOLVING, "These are unauthorized transactions; I never received an alert", "unauthorized"),
@@ -221,7 +226,10 @@ def test_amount_from_the_narrative(narrative, amount):
 
 # --- properties ---------------------------------------------------------------------------------
 
-_cell = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)) | st.sampled_from(['"', ",", "\n", "\r", "\x00"]), max_size=40)
+_cell = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)) | st.sampled_from(['"', ",", "\n", "\r", "\x00"]),
+    max_size=40,
+)
 
 
 @settings(max_examples=150, deadline=None)

@@ -107,14 +107,28 @@ def test_evaluate_end_to_end_on_a_small_slice(tmp_path, monkeypatch):
     complaints = write_slice(tmp_path / "slice.csv", 40)
     # A bad row among them is reported, never a crash.
     with complaints.open("a", encoding="utf-8") as fh:
-        fh.write('2025-09-01,Credit card,,Fees or interest,,"late fee",None,B,VA,1,None,Web,2025-09-01,Closed with explanation,Yes,NOT-AN-ID\n')
+        fh.write(
+            '2025-09-01,Credit card,,Fees or interest,,"late fee",None,B,VA,1,None,Web,2025-09-01,Closed with explanation,Yes,NOT-AN-ID\n'
+        )
     out = tmp_path / "report"
     result = CliRunner().invoke(main, ["evaluate", "--complaints", str(complaints), "--split", "0.5", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "accuracy" in result.output and "majority baseline" in result.output
 
     report = json.loads((out / "report.json").read_text())
-    for key in ("meta", "counts", "metrics", "confusion_matrix", "baseline", "tokens", "cost_usd", "would_be_cost_usd", "caps", "errors", "by_dispute_type"):
+    for key in (
+        "meta",
+        "counts",
+        "metrics",
+        "confusion_matrix",
+        "baseline",
+        "tokens",
+        "cost_usd",
+        "would_be_cost_usd",
+        "caps",
+        "errors",
+        "by_dispute_type",
+    ):
         assert key in report
     counts = report["counts"]
     assert counts["rows_read"] == 41
@@ -157,7 +171,9 @@ def test_evaluate_refuses_unusable_options_with_a_reason(tmp_path, monkeypatch):
     get_settings.cache_clear()
     complaints = write_slice(tmp_path / "slice.csv", 3)
     runner = CliRunner()
-    no_key = runner.invoke(main, ["evaluate", "--complaints", str(complaints), "--provider", "openai", "--out", str(tmp_path / "o")])
+    no_key = runner.invoke(
+        main, ["evaluate", "--complaints", str(complaints), "--provider", "openai", "--out", str(tmp_path / "o")]
+    )
     assert no_key.exit_code == 2 and "OPENAI_API_KEY" in no_key.output
     bad_split = runner.invoke(main, ["evaluate", "--complaints", str(complaints), "--split", "1.5", "--out", str(tmp_path / "o")])
     assert bad_split.exit_code == 2 and "between 0 and 1" in bad_split.output

@@ -182,7 +182,11 @@ def test_report_scores_the_knn_baseline_and_the_reliability_of_decided_disputes(
     bands = {b["band"]: b for b in report["reliability"]["decided"]["bands"]}
     assert bands["0.90-1.00"]["n"] == 2 and bands["0.90-1.00"]["accuracy"] == 0.5
     assert bands["0.50-0.60"]["n"] == 1 and bands["0.50-0.60"]["accuracy"] == 1.0
-    assert report["reliability"]["decided"]["n"] == 3 and set(report["reliability"]) == {"decided", "decided_policy", "decided_precedent"}
+    assert report["reliability"]["decided"]["n"] == 3 and set(report["reliability"]) == {
+        "decided",
+        "decided_policy",
+        "decided_precedent",
+    }
     assert report["by_basis"]["none"] == {"n": 1, "escalated": 1, "decided": 0, "accuracy": 0.0, "accuracy_on_decided": None}
     assert report["metrics"]["accuracy_on_decided"] == round(2 / 3, 4) and report["metrics"]["escalation_rate"] == 0.25
     markdown = render_markdown(report | {"meta": {"complaints_file": "f", "rows_read": 4, "history_cases": 3, "provider": "p",

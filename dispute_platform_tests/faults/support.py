@@ -70,7 +70,9 @@ def status_of(db, case_id: str) -> dict | None:
 # --- a chat-completions server --------------------------------------------------------------
 
 
-def completion(content: str | None, *, prompt_tokens: int = 900, completion_tokens: int = 120, refusal: str | None = None) -> dict:
+def completion(
+    content: str | None, *, prompt_tokens: int = 900, completion_tokens: int = 120, refusal: str | None = None
+) -> dict:
     return {
         "id": "chatcmpl-fault",
         "object": "chat.completion",

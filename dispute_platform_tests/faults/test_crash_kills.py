@@ -22,12 +22,11 @@ from decimal import Decimal
 import pytest
 from dagster import DagsterInstance
 
-from dispute_platform_tests.integration.harness import decide
-from dispute_platform_tests.money.support import ledger
 from dispute_platform.domain.models import ModifiedResolution
 from dispute_platform.domain.world import SandboxWorld
 from dispute_platform.settings import REPO_ROOT
-from dispute_platform_tests.integration.harness import build_test_resources, run_intake, store_events
+from dispute_platform_tests.integration.harness import build_test_resources, decide, run_intake, store_events
+from dispute_platform_tests.money.support import ledger
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -189,7 +188,9 @@ def test_ten_kills_then_completion_pay_exactly_once(db, sqs, pg_url, tmp_path, c
         if case_id in REJECT:
             assert row["status"] == "noop" and money is None
         else:
-            assert row["status"] == "succeeded" and row["provider_ref"] == money["refund_id" if case_id in refunds else "credit_id"]
+            assert (
+                row["status"] == "succeeded" and row["provider_ref"] == money["refund_id" if case_id in refunds else "credit_id"]
+            )
             assert states[case_id]["final_resolution"]["reference"] == row["provider_ref"]
     assert sum(r["attempts"] for r in executions.values()) > len(DECIDED), "no execution was ever interrupted"
     executed_events = db.fetch_all("SELECT case_id, COUNT(*) AS n FROM audit_log WHERE event = 'executed' GROUP BY case_id")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from decimal import Decimal
 
 import pytest
 import schemathesis
@@ -17,15 +16,14 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 
-from dispute_platform.resources.limits import Limits
-from dispute_platform.store import reviewers
 from dispute_platform.api.app import create_app
-from dispute_platform.local import scratch_queues
-from dispute_platform.resources.sqs import SQSResource
-from dispute_platform.store import repo
-from dispute_platform.store.proposals import save_proposal
 from dispute_platform.domain.states import Status
+from dispute_platform.local import scratch_queues
+from dispute_platform.resources.limits import Limits
+from dispute_platform.resources.sqs import SQSResource
+from dispute_platform.store import repo, reviewers
 from dispute_platform.store.db import Database
+from dispute_platform.store.proposals import save_proposal
 from dispute_platform.store.scratch import scratch_database
 from dispute_platform_tests.faults.support import event_for
 from dispute_platform_tests.integration.harness import build_test_resources, protected_routes, run_intake, store_events
@@ -172,7 +170,9 @@ def test_auth_matrix(api, db):
     assert second.status_code == 200 and second.json()["final"] is True and second.json()["reviewer"] == "bob"
     third = _decide(client, "bob", "CASE-1002")
     assert third.status_code == 409, third.text
-    reviewers = [r["reviewer"] for r in db.fetch_all("SELECT reviewer FROM review_decisions WHERE case_id = 'CASE-1002' ORDER BY id")]
+    reviewers = [
+        r["reviewer"] for r in db.fetch_all("SELECT reviewer FROM review_decisions WHERE case_id = 'CASE-1002' ORDER BY id")
+    ]
     assert reviewers == ["alice", "bob"]
 
     # Below the threshold one approval settles it; approving twice is refused.
@@ -201,10 +201,16 @@ HOSTILE = {
 def test_hostile_strings_in_a_decision_are_stored_or_refused_never_a_500(api, db, name):
     text, expected = HOSTILE[name]
     client = TestClient(api, raise_server_exceptions=False)
-    raw = json.dumps({
-        "case_id": "CASE-1065", "decision": "modified", "proposal_version": 1, "comments": text, "reviewer_name": text,
-        "modified_resolution": {"action": "credit", "amount": 10, "reason": text},
-    })  # fmt: skip  (json.dumps escapes the surrogate as \\ud800, as a client would send it)
+    raw = json.dumps(
+        {
+            "case_id": "CASE-1065",
+            "decision": "modified",
+            "proposal_version": 1,
+            "comments": text,
+            "reviewer_name": text,
+            "modified_resolution": {"action": "credit", "amount": 10, "reason": text},
+        }
+    )  # fmt: skip  (json.dumps escapes the surrogate as \\ud800, as a client would send it)
     answer = client.post("/human-review/decision", content=raw, headers=_auth("alice") | {"Content-Type": "application/json"})
     assert answer.status_code == expected, answer.text
     if expected == 422:

@@ -14,7 +14,6 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,13 +21,12 @@ import psycopg2
 import pytest
 from dagster import DagsterInstance, materialize
 
-from dispute_platform_tests.integration.harness import decide
 from dispute_platform.resources.providers import SandboxCRM, SandboxPayments
 from dispute_platform.store import migrations
 from dispute_platform.store.db import Database
 from dispute_platform_tests.conftest import drain
 from dispute_platform_tests.faults.support import apply_sensor_result, sqs_tick
-from dispute_platform_tests.integration.harness import RANGE_END, RANGE_START, REVIEW, build_test_resources
+from dispute_platform_tests.integration.harness import RANGE_END, RANGE_START, REVIEW, build_test_resources, decide
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -10,13 +10,12 @@ import time
 import pytest
 from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context
 
-from dispute_platform_tests.integration.harness import decide
 from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.resources.sqs import SQSResource
 from dispute_platform.sensors import review_decision_sensor
 from dispute_platform_tests.conftest import drain
 from dispute_platform_tests.faults.support import apply_sensor_result, sqs_tick
-from dispute_platform_tests.integration.harness import REVIEW, build_test_resources, refunds, sample_event
+from dispute_platform_tests.integration.harness import REVIEW, build_test_resources, decide, refunds, sample_event
 
 pytestmark = pytest.mark.integration
 

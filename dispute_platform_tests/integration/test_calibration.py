@@ -10,18 +10,17 @@ from decimal import Decimal
 import pytest
 from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_context, materialize
 
-from dispute_platform.store.audit import jsonb
-from dispute_platform.store.reviewers import system_reviewer
-from dispute_platform_tests.integration.harness import reviewer
 from dispute_platform.assets.knowledge import proposal_calibration
 from dispute_platform.domain.knowledge import HistoricalResolution
 from dispute_platform.domain.world import SandboxWorld
 from dispute_platform.operations import calibration_sensor
 from dispute_platform.store import calibration as calibration_sql
 from dispute_platform.store import history
+from dispute_platform.store.audit import jsonb
+from dispute_platform.store.reviewers import system_reviewer
 from dispute_platform.workflow.calibration import fit_calibration, load_calibration
 from dispute_platform.workflow.knowledge import load_seed_history, read_seed_history
-from dispute_platform_tests.integration.harness import build_test_resources, run_intake, sample_events, store_events
+from dispute_platform_tests.integration.harness import build_test_resources, reviewer, run_intake, sample_events, store_events
 
 pytestmark = pytest.mark.integration
 
@@ -58,11 +57,17 @@ def test_the_asset_fits_from_history_and_stores_the_fit(db, fitted):
 
 def test_the_sensor_refits_only_when_the_history_changed(db, fitted):
     instance, resources, _ = fitted
-    context = build_sensor_context(instance=instance, resources={"postgres": resources["postgres"], "vectors": resources["vectors"]})
+    context = build_sensor_context(
+        instance=instance, resources={"postgres": resources["postgres"], "vectors": resources["vectors"]}
+    )
     assert isinstance(calibration_sensor(context), SkipReason)
-    extra = HistoricalResolution(case_id="HIST-NEW-1", dispute_type="general", description="new", action="deny", source="platform")
+    extra = HistoricalResolution(
+        case_id="HIST-NEW-1", dispute_type="general", description="new", action="deny", source="platform"
+    )
     db.transact(lambda cur: history.upsert_historical(cur, [extra]))
-    request = calibration_sensor(build_sensor_context(instance=instance, resources={"postgres": resources["postgres"], "vectors": resources["vectors"]}))
+    request = calibration_sensor(
+        build_sensor_context(instance=instance, resources={"postgres": resources["postgres"], "vectors": resources["vectors"]})
+    )
     assert isinstance(request, RunRequest) and request.run_key.startswith("calibration:")
 
 

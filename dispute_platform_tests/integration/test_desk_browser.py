@@ -14,24 +14,22 @@ from __future__ import annotations
 import email
 import os
 import re
-from email import policy
 from decimal import Decimal
+from email import policy
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from dagster import DagsterInstance
 
-from dispute_platform.domain.states import PROPOSAL_MAY_REGENERATE, Status
-from dispute_platform.store.proposals import save_proposal
-from dispute_platform.store import reviewers
-from dispute_platform.resources.limits import Limits
 from dispute_platform.api.app import create_app
 from dispute_platform.api.desk import DeskConfig
 from dispute_platform.daemon_status import DaemonState
+from dispute_platform.domain.states import PROPOSAL_MAY_REGENERATE, Status
+from dispute_platform.resources.limits import Limits
 from dispute_platform.settings import REPO_ROOT
-from dispute_platform.store import history
-from dispute_platform.store import repo
+from dispute_platform.store import history, repo, reviewers
+from dispute_platform.store.proposals import save_proposal
 from dispute_platform.workflow.knowledge import read_seed_history
 from dispute_platform_tests.integration.daemon import api_server, dagster_webserver
 from dispute_platform_tests.integration.harness import (

@@ -5,20 +5,18 @@ heartbeat reading against a real Dagster instance."""
 from __future__ import annotations
 
 import time
-from decimal import Decimal
 
 import pytest
 from dagster import DagsterInstance
 from dagster._daemon.types import DaemonHeartbeat
 from fastapi.testclient import TestClient
 
-from dispute_platform.store import reviewers
-from dispute_platform.resources.limits import Limits
 from dispute_platform.api.app import create_app
 from dispute_platform.api.desk import DeskConfig, _safe_next
 from dispute_platform.daemon_status import DaemonState, read_daemon_state
+from dispute_platform.resources.limits import Limits
 from dispute_platform.settings import REPO_ROOT
-from dispute_platform.store import repo, sessions
+from dispute_platform.store import reviewers, sessions
 from dispute_platform_tests.integration.harness import protected_routes
 
 pytestmark = pytest.mark.integration

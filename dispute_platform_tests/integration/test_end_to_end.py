@@ -10,11 +10,10 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from dispute_platform.resources.limits import Limits
-from dispute_platform.store import reviewers
 from dispute_platform.api.app import create_app
 from dispute_platform.domain.world import BUNDLED_WORLD
-from dispute_platform.store import repo
+from dispute_platform.resources.limits import Limits
+from dispute_platform.store import reviewers
 from dispute_platform_tests.integration.daemon import api_server, deployment, wait_for
 from dispute_platform_tests.integration.harness import refunds
 

@@ -31,7 +31,9 @@ MALFORMED = {
 
 
 def _tick(instance, sqs, pg_url, cursor=None):
-    context = build_sensor_context(instance=instance, cursor=cursor, resources={"sqs": sqs, "postgres": PostgresResource(database_url=pg_url)})
+    context = build_sensor_context(
+        instance=instance, cursor=cursor, resources={"sqs": sqs, "postgres": PostgresResource(database_url=pg_url)}
+    )
     return sqs_dispute_sensor(context), context
 
 
@@ -91,7 +93,9 @@ def test_a_crashed_tick_is_recovered_from_postgres_not_from_the_messages(db, sqs
 
     again, _ = _tick(instance, sqs, pg_url, cursor=None)
 
-    assert sorted(again.dynamic_partitions_requests[0].partition_keys) == sorted(lost.dynamic_partitions_requests[0].partition_keys)
+    assert sorted(again.dynamic_partitions_requests[0].partition_keys) == sorted(
+        lost.dynamic_partitions_requests[0].partition_keys
+    )
     assert again.run_requests[0].run_key == lost.run_requests[0].run_key  # Dagster drops the duplicate request
 
 

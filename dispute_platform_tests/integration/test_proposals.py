@@ -7,15 +7,16 @@ from decimal import Decimal
 import pytest
 from dagster import DagsterInstance
 
-from dispute_platform.store import reviewers
-from dispute_platform_tests.integration.harness import decide, reviewer
 from dispute_platform.domain.knowledge import dispute_query_text
 from dispute_platform.domain.review import DecisionRefused
 from dispute_platform.resources.limits import Limits
+from dispute_platform.store import reviewers
 from dispute_platform.workflow.execute import ExecutionRefused, execute_decision
 from dispute_platform_tests.integration.harness import (
     build_test_resources,
+    decide,
     metadata_for,
+    reviewer,
     run_intake,
     sample_event,
     sample_events,
@@ -118,7 +119,10 @@ def test_similar_past_duplicate_is_retrieved_from_chroma(proposed):
     _, resources, _ = proposed
     vectors = resources["vectors"]
     text = dispute_query_text(
-        "duplicate_charge", Decimal("49.00"), "smb", "I was charged twice for the same monthly invoice, please refund the extra charge"
+        "duplicate_charge",
+        Decimal("49.00"),
+        "smb",
+        "I was charged twice for the same monthly invoice, please refund the extra charge",
     )
     hits = vectors.query_similar_cases(text, k=3, dispute_type="duplicate_charge")
     assert len(hits) == 3
@@ -134,11 +138,14 @@ def test_a_proposal_over_a_cap_is_blocked_and_can_never_be_executed(db, sqs, pg_
     tight = Limits(max_output_tokens=16)  # the rules engine's reply is larger than this
     resources = build_test_resources(pg_url, sqs, tmp_path, limits=tight)
     store_events(db, [sample_event("CASE-1063")])
-    from dispute_platform.store import repo
 
     result = run_intake(instance, resources, ["CASE-1063"])
 
-    evaluations = {e.event_specific_data.check_name: e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    evaluations = {
+        e.event_specific_data.check_name: e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
     assert evaluations["output_tokens_within_cap"].passed is False
     assert evaluations["output_tokens_within_cap"].metadata["cap"].value == 16
     state = db.fetch_one("SELECT status, status_reason FROM workflow_states WHERE case_id = 'CASE-1063'")

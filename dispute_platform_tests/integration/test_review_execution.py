@@ -10,12 +10,11 @@ import pytest
 from dagster import DagsterInstance, SensorResult, build_sensor_context
 from fastapi.testclient import TestClient
 
-from dispute_platform.resources.limits import Limits
-from dispute_platform.store import reviewers
 from dispute_platform.api.app import create_app
+from dispute_platform.resources.limits import Limits
 from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.sensors import review_decision_sensor
-from dispute_platform.store import repo
+from dispute_platform.store import reviewers
 from dispute_platform_tests.integration.harness import (
     build_test_resources,
     protected_routes,
@@ -124,9 +123,13 @@ def test_decision_answers_404_409_and_422_with_reasons(client, db):
     assert decide(client, "alice", "CASE-9999").status_code == 404
     assert client.post("/human-review/decision", headers=auth("alice"),
                        json={"run_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7", "decision": "approved", "proposal_version": 1}).status_code == 404  # fmt: skip
-    bad = client.post("/human-review/decision", headers=auth("alice"), json={"case_id": "CASE-1063", "decision": "maybe", "proposal_version": 1})
+    bad = client.post(
+        "/human-review/decision", headers=auth("alice"), json={"case_id": "CASE-1063", "decision": "maybe", "proposal_version": 1}
+    )
     assert bad.status_code == 422
-    over = decide(client, "alice", "CASE-1063", "modified", modified_resolution={"action": "partial_refund", "amount": 49.01, "reason": "x"})
+    over = decide(
+        client, "alice", "CASE-1063", "modified", modified_resolution={"action": "partial_refund", "amount": 49.01, "reason": "x"}
+    )
     assert over.status_code == 422 and "above the 49.00" in over.json()["detail"]
     escalation = decide(client, "alice", "CASE-1002")
     assert escalation.status_code == 422 and "escalated proposal" in escalation.json()["detail"]
@@ -250,7 +253,13 @@ def test_rejected_decision_is_a_recorded_noop(client, db, world):
 
 def test_modified_decision_executes_the_reviewers_amount(client, db, world):
     instance, resources = world
-    answer = decide(client, "alice", "CASE-1065", "modified", modified_resolution={"action": "credit", "amount": 80, "reason": "partial goodwill"})
+    answer = decide(
+        client,
+        "alice",
+        "CASE-1065",
+        "modified",
+        modified_resolution={"action": "credit", "amount": 80, "reason": "partial goodwill"},
+    )
     assert answer.status_code == 200 and answer.json()["effective_amount"] == "80"
     assert run_review(instance, resources, "CASE-1065").success
     [credit] = db.fetch_all("SELECT amount FROM sandbox_credits")
@@ -261,7 +270,9 @@ def test_modified_decision_executes_the_reviewers_amount(client, db, world):
 
 def test_four_eyes_above_the_threshold(client, db, world, pg_url, sqs):
     instance, resources = world
-    first = decide(client, "alice", "CASE-1002", "modified", modified_resolution={"action": "full_refund", "amount": 1500, "reason": "dup"})
+    first = decide(
+        client, "alice", "CASE-1002", "modified", modified_resolution={"action": "full_refund", "amount": 1500, "reason": "dup"}
+    )
     assert first.status_code == 200 and first.json()["final"] is False
     assert first.json()["dispute_status"] == "awaiting_second_review"
     assert not isinstance(review_tick(instance, pg_url, sqs, resources), SensorResult)  # nothing to execute yet
@@ -300,7 +311,9 @@ def test_launchpad_decision_goes_through_the_same_rules(client, db, world):
 
 def test_reviews_past_the_sla_are_escalated_and_still_decidable(client, db, world, pg_url, sqs, tmp_path):
     instance, resources = world
-    db.transact(lambda cur: cur.execute("UPDATE proposals SET created_at = now() - interval '49 hours' WHERE case_id = 'CASE-1065'"))
+    db.transact(
+        lambda cur: cur.execute("UPDATE proposals SET created_at = now() - interval '49 hours' WHERE case_id = 'CASE-1065'")
+    )
     review_tick(instance, pg_url, sqs, resources)
     state = db.fetch_one("SELECT status, status_reason FROM workflow_states WHERE case_id = 'CASE-1065'")
     assert state["status"] == "review_escalated" and "48 h" in state["status_reason"]

@@ -29,7 +29,9 @@ pytestmark = pytest.mark.integration
 
 
 def _charge(db, case_id: str) -> str:
-    return db.fetch_one("SELECT validation FROM workflow_states WHERE case_id = %s", (case_id,))["validation"]["disputed_charge_id"]
+    return db.fetch_one("SELECT validation FROM workflow_states WHERE case_id = %s", (case_id,))["validation"][
+        "disputed_charge_id"
+    ]
 
 
 def _execution(db, case_id: str) -> dict | None:
@@ -99,8 +101,12 @@ def test_execution_evaluates_the_caps_when_the_checks_have_not_run(db, sqs, pg_u
     result = execute(db, resources, REFUND_49)
 
     assert result.status == "executed" and len(ledger(db, REFUND_49)) == 1
-    checks = db.fetch_all("SELECT check_name AS name, passed, proposal_version FROM check_results WHERE case_id = %s", (REFUND_49,))
-    assert sorted(c["name"] for c in checks) == sorted(CAP_NAMES) and all(c["passed"] and c["proposal_version"] == 1 for c in checks)
+    checks = db.fetch_all(
+        "SELECT check_name AS name, passed, proposal_version FROM check_results WHERE case_id = %s", (REFUND_49,)
+    )
+    assert sorted(c["name"] for c in checks) == sorted(CAP_NAMES) and all(
+        c["passed"] and c["proposal_version"] == 1 for c in checks
+    )
 
 
 def test_an_unchecked_proposal_over_a_cap_is_refused_at_execution(db, sqs, pg_url, tmp_path, chroma_dir):
@@ -191,7 +197,9 @@ def _salesforce_case_routes(vendor: FakeVendor, case_id: str, *, fails: bool = F
               "records": [{"attributes": {"type": "Case"}, "Id": SF_CASE}]}))  # fmt: skip
     failure = Reply(500, [{"errorCode": "UNKNOWN_EXCEPTION", "message": "An unexpected error occurred"}])
     vendor.on("PATCH", f"/services/data/v60.0/sobjects/Case/{SF_CASE}", failure if fails else Reply(204))
-    vendor.on("POST", "/services/data/v60.0/sobjects/CaseComment", failure if fails else Reply(201, {"id": "00a1", "success": True}))
+    vendor.on(
+        "POST", "/services/data/v60.0/sobjects/CaseComment", failure if fails else Reply(201, {"id": "00a1", "success": True})
+    )
 
 
 def test_a_failed_notice_e_mail_is_recorded_and_the_crm_is_still_told(db, sqs, pg_url, tmp_path, chroma_dir):

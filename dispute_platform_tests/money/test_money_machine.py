@@ -29,7 +29,6 @@ from dispute_platform_tests.integration.harness import decide
 from dispute_platform_tests.money.support import (
     CREDIT_125,
     REFUND_49,
-    REFUND_490,
     LostResponse,
     Unreachable,
     execute,
@@ -71,7 +70,9 @@ def test_interleavings_never_pay_twice_or_go_backwards(db, sqs, pg_url, tmp_path
         def a_reviewer_decides(self, case, who, kind, stale):
             modified = None
             if kind.startswith("modified"):
-                modified = ModifiedResolution(action="credit", amount=Decimal("40" if kind == "modified_low" else "120"), reason="r")
+                modified = ModifiedResolution(
+                    action="credit", amount=Decimal("40" if kind == "modified_low" else "120"), reason="r"
+                )
             try:
                 decide(db, case, "modified" if modified else kind, who, version=self.version(case) - stale, modified=modified,
                        limits=LIMITS)  # fmt: skip
@@ -148,6 +149,10 @@ def test_interleavings_never_pay_twice_or_go_backwards(db, sqs, pg_url, tmp_path
 
     run_state_machine_as_test(
         MoneyMachine,
-        settings=settings(max_examples=25, stateful_step_count=30, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]),  # fmt: skip
+        settings=settings(
+            max_examples=25,
+            stateful_step_count=30,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+        ),  # fmt: skip
     )

@@ -3,17 +3,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from dagster import DagsterInstance, Failure, RetryPolicy, asset, materialize
 from rich.console import Console
 
-from dispute_platform.domain.states import Status
-from dispute_platform.store.proposals import save_proposal
 from dispute_platform.commands.summary import failed_runs_since, summary_table
+from dispute_platform.domain.states import Status
 from dispute_platform.settings import get_settings
-from dispute_platform.store import repo
+from dispute_platform.store.proposals import save_proposal
 from dispute_platform_tests.integration.harness import sample_event, store_events
 
 pytestmark = pytest.mark.integration
@@ -57,13 +56,13 @@ def test_failed_runs_are_named_with_the_failing_step_and_the_root_cause():
     def blocked_batch() -> None:
         raise Failure(description="1 of 42 disputes over the amount cap: CASE-1002")
 
-    since = datetime.now(timezone.utc) - timedelta(seconds=1)
+    since = datetime.now(UTC) - timedelta(seconds=1)
     with DagsterInstance.ephemeral() as instance:
         assert not materialize([blocked_batch], instance=instance, raise_on_error=False).success
         [(run_id, step, why)] = failed_runs_since(since, instance)
         assert run_id and step == "__ephemeral_asset_job__"
         assert why == "blocked_batch: 1 of 42 disputes over the amount cap: CASE-1002"
-        assert failed_runs_since(datetime.now(timezone.utc) + timedelta(minutes=1), instance) == []
+        assert failed_runs_since(datetime.now(UTC) + timedelta(minutes=1), instance) == []
 
 
 def test_background_logs_go_where_dispute_platform_home_says(tmp_path, monkeypatch):

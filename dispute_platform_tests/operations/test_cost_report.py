@@ -45,10 +45,16 @@ def seed(db, disputes: int = 60) -> None:
             for version in range(1, versions + 1):
                 cache_hit = rng.random() < 0.3
                 tokens_in, tokens_out = rng.randint(300, 2075), rng.randint(40, 400)
-                cost = Decimal("0") if cache_hit else (Decimal(tokens_in) * Decimal("0.15") + Decimal(tokens_out) * Decimal("0.6")) / 1_000_000
+                cost = (
+                    Decimal("0")
+                    if cache_hit
+                    else (Decimal(tokens_in) * Decimal("0.15") + Decimal(tokens_out) * Decimal("0.6")) / 1_000_000
+                )
                 created = DAY0 + timedelta(days=rng.randint(0, 5), hours=rng.randint(0, 23), minutes=rng.randint(0, 59))
                 # Some proposals took a re-ask or a timed-out attempt (an estimate); older rows say nothing.
-                record: dict = rng.choice([{}, {"requests": 1}, {"requests": 2}, {"requests": 4, "estimated_cost_usd": "0.00045"}])
+                record: dict = rng.choice(
+                    [{}, {"requests": 1}, {"requests": 2}, {"requests": 4, "estimated_cost_usd": "0.00045"}]
+                )
                 if "estimated_cost_usd" in record and not cache_hit:
                     cost += Decimal(record["estimated_cost_usd"])
                 cur.execute(

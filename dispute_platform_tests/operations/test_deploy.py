@@ -62,7 +62,12 @@ def test_kubernetes_and_chroma_files_parse_and_share_the_environment():
     env = {"name": "dispute-platform-env"}
     secrets = {"name": "dispute-platform-secrets"}
     user_code = values["dagster-user-deployments"]["deployments"][0]
-    for part in (user_code, values["dagsterWebserver"], values["dagsterDaemon"], values["runLauncher"]["config"]["k8sRunLauncher"]):
+    for part in (
+        user_code,
+        values["dagsterWebserver"],
+        values["dagsterDaemon"],
+        values["runLauncher"]["config"]["k8sRunLauncher"],
+    ):
         assert env in part["envConfigMaps"] and secrets in part["envSecrets"]
     assert user_code["dagsterApiGrpcArgs"] == ["-m", "dispute_platform.definitions"]
     docs = list(yaml.safe_load_all((DEPLOY / "k8s" / "platform-env.yaml").read_text()))

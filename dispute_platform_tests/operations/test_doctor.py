@@ -49,7 +49,18 @@ def test_doctor_passes_on_a_healthy_local_setup(db, local_env):
     assert result.exit_code == 0, result.output
     assert "all connections usable" in result.output
     checks = {c.name: c for c in run_checks(get_settings(), embedded_db=False, local_sqs=False)}
-    assert {"PostgreSQL", "SQS", "embedding model", "Chroma", "vectors vs model", "e-mail", "LLM", "connectors", "Dagster instance", "logs"} <= set(checks)
+    assert {
+        "PostgreSQL",
+        "SQS",
+        "embedding model",
+        "Chroma",
+        "vectors vs model",
+        "e-mail",
+        "LLM",
+        "connectors",
+        "Dagster instance",
+        "logs",
+    } <= set(checks)
     assert not [c for c in checks.values() if c.status == FAIL]
     for name in ("PostgreSQL", "SQS", "embedding model", "e-mail", "LLM", "connectors", "logs"):
         assert checks[name].status == OK, checks[name]

@@ -1,7 +1,6 @@
 """Issue 5: workflow.log: JSON lines with case id, run id, step and cost; rotation; no secret and no
 unmasked card number ever reaches the file, from platform loggers or from Dagster's run logs."""
 
-
 import json
 import logging
 import multiprocessing
@@ -78,7 +77,10 @@ def test_redact_removes_secrets_and_masks_pii(planted):
         "run 30747123-4312-4a3b-9c28-e13dda1b0000"
     )
     assert redact(plain) == plain
-    assert redact("weird \x000\x00 text 12345678-1234-4234-8234-123456789012") == "weird \\u00000\\u0000 text 12345678-1234-4234-8234-123456789012"
+    assert (
+        redact("weird \x000\x00 text 12345678-1234-4234-8234-123456789012")
+        == "weird \\u00000\\u0000 text 12345678-1234-4234-8234-123456789012"
+    )
 
 
 def test_rotation_keeps_five_files_of_bounded_size(tmp_path):
@@ -122,7 +124,9 @@ def test_processes_share_the_file_and_its_rotation(tmp_path):
         assert p.exitcode == 0
     lines = _lines(tmp_path)  # every line parses: no torn or interleaved writes
     assert len(lines) == 450
-    assert {(m["message"].split()[1], m["message"].split()[3]) for m in lines} == {(str(w), str(i)) for w in range(3) for i in range(150)}
+    assert {(m["message"].split()[1], m["message"].split()[3]) for m in lines} == {
+        (str(w), str(i)) for w in range(3) for i in range(150)
+    }
 
 
 cases = StaticPartitionsDefinition(["CASE-LOG-1", "CASE-LOG-2"])
@@ -139,9 +143,13 @@ def handles_secrets(context: AssetExecutionContext) -> MaterializeResult:
             raise RuntimeError(f"Stripe refused {PLANTED['STRIPE_SECRET_KEY']} for card {CARDS[1]}")
         except RuntimeError:
             platform.exception("refund failed")
-    context.log.info(f"reviewer header Authorization: Bearer {REVIEWER_TOKEN}; card {CARDS[2]}; zuora {PLANTED['ZUORA_CLIENT_SECRET']}")
+    context.log.info(
+        f"reviewer header Authorization: Bearer {REVIEWER_TOKEN}; card {CARDS[2]}; zuora {PLANTED['ZUORA_CLIENT_SECRET']}"
+    )
     context.log.info(f"customer wrote: my card is {CARDS[3]} and my e-mail jane@example.com")
-    return MaterializeResult(metadata={"cost_usd": 0.00042, "input_tokens": 1800, "output_tokens": 120, "status": "pending_review"})
+    return MaterializeResult(
+        metadata={"cost_usd": 0.00042, "input_tokens": 1800, "output_tokens": 120, "status": "pending_review"}
+    )
 
 
 @asset(partitions_def=cases, deps=[handles_secrets])
@@ -175,7 +183,9 @@ def test_no_secret_or_card_reaches_the_log_after_a_run(planted, platform_log, tm
     run_id = result.run_id
     platform = [line for line in lines if line["logger"].startswith("dispute_platform.workflow.test_secrets")]
     assert len(platform) == 3  # written once, although Dagster may capture them too
-    assert all(line["case_id"] == "CASE-LOG-1" and line["run_id"] == run_id and line["step"] == "handles_secrets" for line in platform)
+    assert all(
+        line["case_id"] == "CASE-LOG-1" and line["run_id"] == run_id and line["step"] == "handles_secrets" for line in platform
+    )
     assert "[CARD ****1111]" in platform[0]["message"]
     assert "exception" in platform[2] and "RuntimeError" in platform[2]["exception"]
     dagster_lines = [line for line in lines if line.get("run_id") == run_id and not line["logger"].startswith("dispute_platform")]

@@ -21,8 +21,8 @@ from dispute_platform.operations import RANGE_END, RANGE_START, embedding_model_
 from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.resources.vectors import Embedder, VectorStoreResource, packaged_model_path
 from dispute_platform.store import history
-from dispute_platform.workflow.knowledge import load_seed_history
 from dispute_platform.store.history import changed_model_counts, iter_bucket_pages
+from dispute_platform.workflow.knowledge import load_seed_history
 from dispute_platform.workflow.reembed import current_model_identity
 
 pytestmark = pytest.mark.integration
@@ -50,7 +50,10 @@ def _run(instance, resources, start: str, end: str, *, only_stale: bool = False,
 def _snapshot(vectors: VectorStoreResource) -> dict[str, tuple[str, dict, np.ndarray]]:
     coll = vectors.collection(vectors.resolutions_collection)
     got = coll.get(include=["documents", "metadatas", "embeddings"])
-    return {i: (d, m, np.asarray(e)) for i, d, m, e in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True)}
+    return {
+        i: (d, m, np.asarray(e))
+        for i, d, m, e in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True)
+    }
 
 
 def _assert_same(a: dict, b: dict) -> None:
@@ -64,9 +67,12 @@ def _assert_same(a: dict, b: dict) -> None:
 def _random_ids(n: int) -> list[str]:
     rng = random.Random(5)
     alphabet = string.ascii_letters + string.digits + "_.-üéß日本"
-    return [
-        "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 64))) for _ in range(n)
-    ] + ["", "CASE-1001", "HIST-0001", "a" * 200]
+    return ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 64))) for _ in range(n)] + [
+        "",
+        "CASE-1001",
+        "HIST-0001",
+        "a" * 200,
+    ]
 
 
 def test_bucket_is_the_same_in_python_and_postgres(db):
@@ -86,7 +92,10 @@ def test_keyset_pages_stream_a_bucket(db):
     bucket = db.fetch_one("SELECT bucket FROM historical_resolutions GROUP BY bucket ORDER BY COUNT(*) DESC LIMIT 1")["bucket"]
     pages = list(iter_bucket_pages(db, bucket, page_size=2))
     ids = [r["case_id"] for page in pages for r in page]
-    expected = [r["case_id"] for r in db.fetch_all("SELECT case_id FROM historical_resolutions WHERE bucket = %s ORDER BY case_id", (bucket,))]
+    expected = [
+        r["case_id"]
+        for r in db.fetch_all("SELECT case_id FROM historical_resolutions WHERE bucket = %s ORDER BY case_id", (bucket,))
+    ]
     assert ids == expected and len(ids) > 2
     assert all(len(p) <= 2 for p in pages)
 
@@ -123,7 +132,9 @@ def test_backfill_in_several_runs_equals_one_run_and_rerunning_changes_nothing(d
     events = single.get_asset_materialization_events()
     by_partition = {e.partition: e.event_specific_data.materialization.metadata for e in events}
     assert sorted(by_partition) == BUCKET_KEYS
-    counts = {r["bucket"]: r["n"] for r in db.fetch_all("SELECT bucket, COUNT(*) AS n FROM historical_resolutions GROUP BY bucket")}
+    counts = {
+        r["bucket"]: r["n"] for r in db.fetch_all("SELECT bucket, COUNT(*) AS n FROM historical_resolutions GROUP BY bucket")
+    }
     for key, meta in by_partition.items():
         assert meta["rows"].value == counts.get(bucket_index(key), 0)
         assert meta["model"].value == identity
@@ -173,9 +184,9 @@ def test_model_change_makes_the_sensor_request_the_reembedding(db, pg_url, tmp_p
     requests = tick(res)
     assert all(isinstance(r, RunRequest) for r in requests)
     assert [(r.tags[RANGE_START], r.tags[RANGE_END]) for r in requests] == [(r.start, r.end) for r in run_ranges(stale, 16)]
-    assert {k for r in requests for k in BUCKET_KEYS[bucket_index(r.tags[RANGE_START]) : bucket_index(r.tags[RANGE_END]) + 1]} == {
-        BUCKET_KEYS[b] for b in stale
-    }
+    assert {
+        k for r in requests for k in BUCKET_KEYS[bucket_index(r.tags[RANGE_START]) : bucket_index(r.tags[RANGE_END]) + 1]
+    } == {BUCKET_KEYS[b] for b in stale}
     assert all(r.run_config["ops"]["resolution_index"]["config"]["only_stale"] for r in requests)
     for request in requests:
         _run(instance, res, request.tags[RANGE_START], request.tags[RANGE_END], only_stale=True)
@@ -196,12 +207,18 @@ def test_model_change_makes_the_sensor_request_the_reembedding(db, pg_url, tmp_p
     assert new_identity != identity and new_identity.startswith("all-MiniLM-L6-v2@")
     requests = tick(copied)
     with_rows = {r["bucket"] for r in db.fetch_all("SELECT DISTINCT bucket FROM historical_resolutions")}
-    requested = {bucket_index(k) for r in requests for k in BUCKET_KEYS[bucket_index(r.tags[RANGE_START]) : bucket_index(r.tags[RANGE_END]) + 1]}
+    requested = {
+        bucket_index(k)
+        for r in requests
+        for k in BUCKET_KEYS[bucket_index(r.tags[RANGE_START]) : bucket_index(r.tags[RANGE_END]) + 1]
+    }
     assert requested == with_rows
     assert len({r.run_key for r in requests}) == len(requests)
     for request in requests:
         _run(instance, copied, request.tags[RANGE_START], request.tags[RANGE_END], only_stale=True)
-    assert {r["embedded_model"] for r in db.fetch_all("SELECT DISTINCT embedded_model FROM historical_resolutions")} == {new_identity}
+    assert {r["embedded_model"] for r in db.fetch_all("SELECT DISTINCT embedded_model FROM historical_resolutions")} == {
+        new_identity
+    }
     remaining = {r["case_id"] for r in db.fetch_all("SELECT case_id FROM historical_resolutions")}
     entries = _snapshot(copied["vectors"])
     assert remaining <= set(entries) and {entries[c][1]["model"] for c in remaining} == {new_identity}
@@ -211,7 +228,12 @@ def test_model_change_makes_the_sensor_request_the_reembedding(db, pg_url, tmp_p
 def test_weekly_schedule_requests_every_bucket_in_runs_of_the_policy_size():
     context = build_schedule_context(scheduled_execution_time=datetime(2026, 1, 4, 3, 0))
     requests = list(weekly_reembedding(context))
-    assert [(r.tags[RANGE_START], r.tags[RANGE_END]) for r in requests] == [("b00", "b15"), ("b16", "b31"), ("b32", "b47"), ("b48", "b63")]
+    assert [(r.tags[RANGE_START], r.tags[RANGE_END]) for r in requests] == [
+        ("b00", "b15"),
+        ("b16", "b31"),
+        ("b32", "b47"),
+        ("b48", "b63"),
+    ]
     assert not any(r.run_config["ops"]["resolution_index"]["config"]["only_stale"] for r in requests)
     assert len({r.run_key for r in requests}) == 4
 

@@ -254,7 +254,9 @@ def test_timeout_escalates_and_counts_every_attempt_at_an_estimate(server, dispu
 
 
 def test_a_timed_out_attempt_before_an_answer_is_billed_too(server, dispute):
-    server.script(Reply(body=completion(answer()), delay=3.0), Reply(body=completion(answer(), prompt_tokens=1200, completion_tokens=300)))
+    server.script(
+        Reply(body=completion(answer()), delay=3.0), Reply(body=completion(answer(), prompt_tokens=1200, completion_tokens=300))
+    )
     proposal = propose(server, dispute, timeout_seconds=0.5, max_retries=1)
     assert proposal.action == Action.PARTIAL_REFUND and len(server.requests) == 2
     # The answered request's usage, and the timed-out one at the provider's own count for this prompt.
@@ -289,7 +291,11 @@ def test_an_answer_without_usage_is_billed_at_an_estimate(server, dispute):
     server.script(Reply(body=body))
     proposal = propose(server, dispute)
     assert proposal.action == Action.PARTIAL_REFUND
-    assert (proposal.requests, proposal.input_tokens, proposal.estimated_input_tokens) == (1, prompt.input_tokens, prompt.input_tokens)
+    assert (proposal.requests, proposal.input_tokens, proposal.estimated_input_tokens) == (
+        1,
+        prompt.input_tokens,
+        prompt.input_tokens,
+    )
     assert proposal.estimated_cost_usd > 0 and proposal.cost_usd == proposal.estimated_cost_usd
 
 

@@ -49,8 +49,8 @@ def test_onnx_vectors_match_the_reference_model_on_the_cfpb_texts(onnx_embedder,
     cosines = (batched * expected).sum(axis=1)
     assert cosines.min() >= 0.999, f"worst text: {texts[int(cosines.argmin())][:200]!r} at {cosines.min():.6f}"
     # A query is encoded alone (no padding): the same vectors again.
-    alone = np.asarray([onnx_embedder.encode([t])[0] for t in texts[:: 10]])
-    assert (alone * expected[:: 10]).sum(axis=1).min() >= 0.999
+    alone = np.asarray([onnx_embedder.encode([t])[0] for t in texts[::10]])
+    assert (alone * expected[::10]).sum(axis=1).min() >= 0.999
     assert np.allclose(np.linalg.norm(batched, axis=1), 1.0, atol=1e-5)
 
 
@@ -122,7 +122,9 @@ def test_only_mean_pooled_normalised_models_are_exported(tmp_path):
     (copy / "modules.json").write_text((model / "modules.json").read_text())
     (copy / "tokenizer.json").write_text("{}")
     pooling = json.loads((model / "1_Pooling" / "config.json").read_text())
-    (copy / "1_Pooling" / "config.json").write_text(json.dumps(pooling | {"pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True}))
+    (copy / "1_Pooling" / "config.json").write_text(
+        json.dumps(pooling | {"pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True})
+    )
     assert "not mean pooling" in (ox.exportable(copy) or "")
     (copy / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
     modules = json.loads((model / "modules.json").read_text())[:2]  # no Normalize
