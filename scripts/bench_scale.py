@@ -41,6 +41,7 @@ import argparse
 import importlib.util
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -389,6 +390,8 @@ def main() -> int:
     parser.add_argument("--review", action=argparse.BooleanOptionalAction, default=True, help="measure the review batch")
     parser.add_argument("--steady-state", action=argparse.BooleanOptionalAction, default=True,
                         help="run scripts/bench_retention.py's run_steady_state(args) at the end")  # fmt: skip
+    parser.add_argument("--steady-state-args", default="",
+                        help="arguments for the steady state, as bench_retention.py takes them (e.g. \"--per-day 2000 --days 6 --ticks-per-day 24\")")  # fmt: skip
     parser.add_argument("--review-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.review_worker:
@@ -423,7 +426,8 @@ def main() -> int:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         print("\nSteady state (scripts/bench_retention.py):", flush=True)
-        module.run_steady_state(args)
+        steady = module.parse_args([*shlex.split(args.steady_state_args), "--admin-url", args.admin_url])
+        module.run_steady_state(steady)
     elif args.steady_state:
         print("\n(scripts/bench_retention.py is not here: no steady state)")
     return 0
