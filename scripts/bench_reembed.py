@@ -19,6 +19,7 @@ repeats), the ratio backfill/raw (target >= 0.8) and each child's peak RSS (targ
 from __future__ import annotations
 
 import argparse
+import calendar
 import json
 import os
 import random
@@ -118,20 +119,7 @@ ACTIONS = {
     "general": ("deny", "No billing error found; explained the invoice lines (POL-001 §1)."),
 }
 PLANS = ["Starter plan", "Team plan", "Business plan", "Enterprise plan", "annual subscription", "storage add-on"]
-MONTHS = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-]
+MONTHS = list(calendar.month_name)[1:]  # January ... December (the C locale)
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 SEGMENTS = ["smb", "mid_market", "enterprise", "consumer"]
 

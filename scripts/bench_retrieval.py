@@ -27,6 +27,7 @@ Usage: python scripts/bench_retrieval.py [--cases 50000] [--queries 500] [--runs
 from __future__ import annotations
 
 import argparse
+import calendar
 import json
 import os
 import random
@@ -55,20 +56,7 @@ OVERFETCH = 32
 PRODUCTS = ["Starter plan", "Team plan", "Business plan", "Enterprise plan", "analytics add-on", "extra seats",
             "API usage pack", "premium support", "storage upgrade", "onboarding package", "annual licence", "SMS credits"]  # fmt: skip
 MERCHANTS = ["Brightwave", "the vendor", "your billing team", "the reseller", "the app store", "our finance department"]
-MONTHS = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-]
+MONTHS = list(calendar.month_name)[1:]  # January ... December (the C locale)
 OPENERS = ["Hello,", "Hi team,", "To whom it may concern,", "Urgent:", "Please help.", "Dear support,", "", "", ""]
 CLOSERS = ["Thanks.", "Please fix this asap.", "I expect a refund.", "Waiting for your answer.", "Regards, accounting.",
            "This is the second time I write.", "", "", ""]  # fmt: skip
