@@ -14,9 +14,10 @@ from dagster import AssetCheckKey, AssetKey, AssetRecordsFilter, DagsterInstance
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log.base import PartitionKeyFilter
 
+import dispute_platform.assets.disputes as disputes_module
 from dispute_platform.domain.caps import CAP_NAMES
 from dispute_platform.domain.review import DecisionRefused
-from dispute_platform.store import repo, reviewers
+from dispute_platform.store import reviewers
 from dispute_platform.workflow.execute import ExecutionRefused, execute_decision
 from dispute_platform_tests.integration.harness import (
     build_test_resources,
@@ -43,13 +44,15 @@ def batch(db, sqs, pg_url, tmp_path, chroma_dir, monkeypatch):
     resources = build_test_resources(pg_url, sqs, tmp_path)
     store_events(db, [sample_event(c) for c in CASES])
     db.transact(lambda cur: cur.execute("UPDATE workflow_states SET llm_cost = 0.002 WHERE case_id = %s", (OVER,)))
-    # Count the evaluations: each one reads the run's proposals once (the real function runs).
-    reads: list[list[str]] = []
-    real = repo.latest_proposals
-    monkeypatch.setattr(repo, "latest_proposals", lambda cur, keys: reads.append(list(keys)) or real(cur, keys))
+    # Count the evaluations: one per run, over the run's disputes (the real function runs).
+    evaluations: list[list[str]] = []
+    real = disputes_module.evaluate_stored
+    monkeypatch.setattr(
+        disputes_module, "evaluate_stored", lambda db, keys, *a, **k: evaluations.append(list(keys)) or real(db, keys, *a, **k)
+    )
     result = run_intake(instance, resources, CASES)
     monkeypatch.undo()
-    assert reads == [CASES], "the cap checks evaluate once per run, over the run's disputes"
+    assert evaluations == [CASES], "the cap checks evaluate once per run, over the run's disputes"
     return instance, resources, result
 
 

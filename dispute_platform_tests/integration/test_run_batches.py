@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 from dagster import DagsterInstance, SensorResult, build_sensor_context, materialize
 
 from dispute_platform import run_keys
@@ -68,8 +69,11 @@ def test_a_range_run_leaves_a_key_another_writer_put_inside_it_untouched(db, sqs
     assert status(db, OTHER) == "received"  # untouched: not enriched, no proposal
     assert audit_events(db, OTHER) == ["event_received"]
     assert db.fetch_all("SELECT 1 FROM proposals WHERE case_id = %s", (OTHER,)) == []
-    for asset in ("raw_case", "enriched_context", "ai_proposal"):
+    for asset in ("raw_case", "enriched_context"):
         assert metadata_for(result, asset, OTHER)["status"] == run_keys.NOT_THIS_RUNS
+    # ai_proposal yields one event per dispute it acted on (checks.py): none at all for OTHER
+    with pytest.raises(AssertionError, match="no materialization"):
+        metadata_for(result, "ai_proposal", OTHER)
     assert metadata_for(result, "ai_proposal", REFUND_49)["status"] == "pending_review"
     # The run's keys were listed once for its three assets, not once per asset, and per-dispute
     # metadata does not list them again (Dagster's add_asset_metadata would, once per call).
