@@ -12,7 +12,19 @@ from typing import Any
 from dispute_platform.logs.fields import current_log_context, current_run_fields, dagster_fields
 from dispute_platform.logs.redaction import redact_value, secrets_pattern
 
-_CONTEXT_FIELDS = ("case_id", "run_id", "step", "cost_usd", "partition", "job", "event", "asset", "input_tokens", "output_tokens", "status")
+_CONTEXT_FIELDS = (
+    "case_id",
+    "run_id",
+    "step",
+    "cost_usd",
+    "partition",
+    "job",
+    "event",
+    "asset",
+    "input_tokens",
+    "output_tokens",
+    "status",
+)
 
 
 _OWN_FIELDS = {"ts", "level", "logger", "pid"}
@@ -37,9 +49,11 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, name, None)
             if value is not None:
                 fields[name] = value
-        if "case_id" not in fields and fields.get("partition") and not _NOT_CASE_PARTITIONS & {
-            fields.get("job"), fields.get("step"), fields.get("asset")
-        }:
+        if (
+            "case_id" not in fields
+            and fields.get("partition")
+            and not _NOT_CASE_PARTITIONS & {fields.get("job"), fields.get("step"), fields.get("asset")}
+        ):
             fields["case_id"] = fields["partition"]  # a dispute's partition key is its case id
         line["message"] = message
         line.update({k: v for k, v in fields.items() if v is not None})

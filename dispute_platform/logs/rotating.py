@@ -7,6 +7,7 @@ import os
 import threading
 from pathlib import Path
 
+
 class RotatingFile:
     """Appends lines to one file shared by every process on the machine (webserver, daemon, code
     servers, run workers): each write holds an exclusive lock on `<file>.lock`, reopens the file
