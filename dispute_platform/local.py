@@ -123,6 +123,9 @@ def dagster_yaml(*, max_concurrent_runs: int = 2, llm_pool_default: int = 4) -> 
         },
         "run_monitoring": {"enabled": True, "start_timeout_seconds": 180, "max_resume_run_attempts": 0},
         "telemetry": {"enabled": False},
+        # No "join the community" dialog: it opens a second after the first page and covers the
+        # UI an operator (or the browser test) is about to click.
+        "nux": {"enabled": False},
         # Every run's logs also go to LOG_DIR/workflow.log (JSON lines, secrets redacted).
         "python_logs": dagster_python_logs_config(),
     }

@@ -412,15 +412,30 @@ def dagster_ui(db, sqs, pg_url, tmp_path, chroma_dir, monkeypatch):
             instance.dispose()
 
 
+def _close_dialogs(page) -> None:
+    """Close any Dagster dialog left open over the page, so that it cannot swallow the next click
+    (the instance config turns the first-visit community dialog off; this is the second guard)."""
+    backdrop = page.locator(".bp5-overlay-backdrop")
+    for _ in range(20):
+        if not backdrop.count():
+            return
+        skip = page.get_by_role("button", name="Skip")
+        if skip.count():
+            skip.first.click(force=True)
+        else:
+            page.keyboard.press("Escape")
+        page.wait_for_timeout(250)
+    raise AssertionError("a Dagster dialog stays open over the page")
+
+
 def _dagster_page(page, url: str, wait_for: str) -> None:
     """Open a Dagster UI page and wait until `wait_for` shows (the UI loads its data after the
-    page); dismiss the first-visit community dialog if it covers the page."""
+    page), then let the rest of the panel (metadata tables, plots) settle."""
     page.goto(url)
     page.get_by_text(wait_for, exact=False).first.wait_for(timeout=90_000)
-    skip = page.get_by_role("button", name="Skip")
-    if skip.count():
-        skip.first.click()
-    page.wait_for_timeout(1500)  # the rest of the panel (metadata tables, plots) settles
+    page.wait_for_timeout(1500)  # the community dialog would have opened by now (after 1 s)
+    assert not page.get_by_text("Join the Dagster community").count()  # nux is off in dagster.yaml
+    _close_dialogs(page)
 
 
 def test_the_dagster_ui_shows_one_disputes_own_figures_and_checks(browser, dagster_ui, screenshots):
@@ -438,6 +453,7 @@ def test_the_dagster_ui_shows_one_disputes_own_figures_and_checks(browser, dagst
     # The cost check's history: one verdict per dispute, with that dispute's figure; the one
     # over the cap failed, the others passed, the invalid one had nothing to check.
     _dagster_page(page, url + "/assets/ai_proposal?view=checks&checkDetail=cost_within_cap", "Latest execution")
+    _close_dialogs(page)
     page.get_by_text("Execution history", exact=True).first.click()
     page.get_by_text(f"{UI_OVER}: 0.002000 over the cap 0.001").first.wait_for(timeout=60_000)
     rows = page.locator("tbody tr")
@@ -455,6 +471,7 @@ def test_the_dagster_ui_shows_one_disputes_own_figures_and_checks(browser, dagst
         listed = re.search(rf"{name}\s+(?:{name}\s+)?(Succeeded|Failed|Skipped)", history)
         assert listed and listed.group(1) == ("Failed" if name == "cost_within_cap" else "Succeeded"), (name, listed)
     page.screenshot(path=str(screenshots / "dagster-checks.png"), full_page=True)
+    _close_dialogs(page)
     page.get_by_text("Partitions", exact=True).last.click()
     page.get_by_text("Failed (1)").first.wait_for(timeout=60_000)  # per-partition status agrees
     text = page.locator("body").inner_text()
