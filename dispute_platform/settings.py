@@ -98,6 +98,13 @@ class Settings(BaseSettings):
         le=64,
         description="Proposals made at the same time in a run (paid providers; the rules engine makes one at a time).",
     )
+    executions_in_flight: int = Field(
+        default=4,
+        ge=1,
+        le=32,
+        description="Approved disputes executed_resolution carries out at the same time in a review run (each under its "
+        "own guarded transitions; 1: one at a time).",
+    )
     postgres_pool_size: int | None = Field(
         default=None,
         ge=2,

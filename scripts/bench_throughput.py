@@ -17,9 +17,11 @@ Two references, measured in the same run:
       facts -> prompt -> precedent -> guardrails -> caps (workflow.propose), evaluate and record the
       cap checks, and the Postgres writes and reviewer notifications (.eml + SQS review message) the
       assets make. Reported with its parts, so a reader can take the writes out.
-  (b) Dagster's floor: three throwaway assets and four blocking checks with the same dynamic
-      partitions and single-run backfill policy, empty bodies, materialised for the same N
-      partitions in one run, in process, on a Postgres-backed instance.
+  (b) Dagster's floor: three throwaway assets with the same dynamic partitions and single-run
+      backfill policy, empty bodies, materialised for the same N partitions in one run, in process,
+      on a Postgres-backed instance. The last one has `ai_proposal`'s event shape: one
+      materialization per dispute and the four cap checks declared on it, one evaluation per
+      dispute and check.
 Target: platform wall time <= 1.25 x (loop + floor).
 
 Also reported: where the platform's time goes (sensor ticks, run queue and launch, process start +
@@ -440,15 +442,19 @@ def measure_loop(args, case_ids: list[str], world: Path, seeded: Path, endpoint:
 def measure_floor(args, n: int, workdir: Path) -> float:
     import yaml
     from dagster import (
-        AssetCheckResult,
+        AssetCheckEvaluation,
+        AssetCheckSpec,
+        AssetKey,
+        AssetMaterialization,
         BackfillPolicy,
         DynamicPartitionsDefinition,
         MaterializeResult,
+        Output,
         asset,
-        asset_check,
         materialize,
     )
 
+    from dispute_platform.domain.caps import CAP_NAMES
     from dispute_platform.local import dagster_yaml
     from dispute_platform.store.db import sqlalchemy_url
 
@@ -463,18 +469,23 @@ def measure_floor(args, n: int, workdir: Path) -> float:
     def floor_enriched_context():  # no annotation: this module's annotations are strings
         return MaterializeResult()
 
-    @asset(partitions_def=parts, backfill_policy=single, deps=[floor_enriched_context])
-    def floor_ai_proposal():  # no annotation: this module's annotations are strings
-        return MaterializeResult()
+    # ai_proposal's shape: one materialization per dispute and, for the four cap checks declared on
+    # the asset, one evaluation per dispute and check (Dagster writes each of these on its own).
+    proposal = AssetKey("floor_ai_proposal")
 
-    def check(name: str):
-        @asset_check(asset=floor_ai_proposal, name=name, blocking=True, partitions_def=parts)
-        def _check():
-            return AssetCheckResult(passed=True)
+    @asset(
+        partitions_def=parts, backfill_policy=single, deps=[floor_enriched_context], output_required=False,
+        check_specs=[AssetCheckSpec(name, asset=proposal, partitions_def=parts) for name in CAP_NAMES],
+    )  # fmt: skip
+    def floor_ai_proposal(context):  # no annotation: this module's annotations are strings
+        for key in context.partition_keys:
+            yield AssetMaterialization(asset_key=proposal, partition=key)
+        for key in context.partition_keys:
+            for name in CAP_NAMES:
+                yield AssetCheckEvaluation(asset_key=proposal, check_name=name, passed=True, partition=key)
+        for check_key in context.selected_asset_check_keys:
+            yield Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(check_key))
 
-        return _check
-
-    checks = [check(f"floor_check_{i}") for i in range(4)]
     keys = [f"FLOOR-{i:05d}" for i in range(n)]
     with scratch_database(args.admin_url, "dp_bench_floor") as url:
         home = workdir / "floor-home"
@@ -486,7 +497,7 @@ def measure_floor(args, n: int, workdir: Path) -> float:
         instance.add_dynamic_partitions("bench_floor", keys)
         started = time.perf_counter()
         result = materialize(
-            [floor_raw_case, floor_enriched_context, floor_ai_proposal, *checks], instance=instance,
+            [floor_raw_case, floor_enriched_context, floor_ai_proposal], instance=instance,
             tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},  # the events are stored all the same
         )  # fmt: skip

@@ -619,36 +619,41 @@ def executed_resolution(
     limits: ResourceParam[Limits],
 ) -> MaterializeResult:
     from dispute_platform.resources.providers import RefundRefused
-    from dispute_platform.workflow.execute import ExecutionRefused, execute_decision
+    from dispute_platform.workflow.execute import ExecutionRefused, ExecutionResult, execute_decision
 
     mine = run_disputes(context, postgres.db)
     report_foreign(context, mine)
     errors: dict[str, str] = {}
     refused_by_provider: dict[str, str] = {}
     permanent = True
-    for key in mine.keys:
+
+    def attempt(key: str) -> ExecutionResult | Exception:
         try:
-            result = execute_decision(
-                postgres.db,
-                key,
-                payments=payments,
-                billing=billing,
-                crm=crm,
-                email=email,
-                run_id=context.run_id,
+            return execute_decision(
+                postgres.db, key, payments=payments, billing=billing, crm=crm, email=email, run_id=context.run_id,
                 caps=limits.caps,
-            )
-        except ExecutionRefused as refused:
-            add_metadata(context, mine, key, {"status": "refused", "reason": str(refused)})
-            context.log.warning(f"{key}: {refused}")
+            )  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - sorted out below, in the step's own thread
+            return exc
+
+    # Disputes are executed side by side (EXECUTIONS_IN_FLIGHT): each one's money moves under its
+    # own guarded transitions and provider-side locks, whichever thread carries it; a review batch
+    # of hundreds would otherwise wait on one provider call at a time.
+    workers = max(1, min(get_settings().executions_in_flight, len(mine.keys)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="execute") as pool:
+        outcomes = list(zip(mine.keys, pool.map(attempt, mine.keys), strict=True))
+    for key, result in outcomes:
+        if isinstance(result, ExecutionRefused):
+            add_metadata(context, mine, key, {"status": "refused", "reason": str(result)})
+            context.log.warning(f"{key}: {result}")
             continue
-        except RefundRefused as refused:
-            refused_by_provider[key] = f"refused by the provider: {refused}"
+        if isinstance(result, RefundRefused):
+            refused_by_provider[key] = f"refused by the provider: {result}"
             add_metadata(context, mine, key, {"status": "execution_failed", "error": refused_by_provider[key]})
             context.log.error(f"{key}: {refused_by_provider[key]}")
             continue
-        except Exception as exc:  # noqa: BLE001 - recorded by execute_decision; retried below
-            errors[key] = f"{exc.__class__.__name__}: {exc}"
+        if isinstance(result, Exception):  # recorded by execute_decision; retried below
+            errors[key] = f"{result.__class__.__name__}: {result}"
             permanent = False
             add_metadata(context, mine, key, {"status": "execution_failed", "error": errors[key]})
             continue
@@ -700,7 +705,7 @@ def executed_resolution(
 def resolution_embedding(
     context: AssetExecutionContext, postgres: PostgresResource, vectors: VectorStoreResource
 ) -> MaterializeResult:
-    from dispute_platform.workflow.remember import remember_resolution
+    from dispute_platform.workflow.remember import remember_resolutions
 
     mine = run_disputes(context, postgres.db)
     report_foreign(context, mine)
@@ -712,8 +717,8 @@ def resolution_embedding(
         for key in done:
             add_metadata(context, mine, key, {"status": "skipped", "reason": "already remembered"})
         keys = [k for k in keys if k not in done]
-    for key in keys:
-        remembered = remember_resolution(postgres.db, vectors, key, context.run_id)
+    for remembered in remember_resolutions(postgres.db, vectors, keys, context.run_id):  # one encoder call
+        key = remembered.case_id
         if remembered.record is None:
             add_metadata(context, mine, key, {"status": "skipped", "reason": remembered.skipped})
             continue

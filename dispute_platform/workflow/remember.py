@@ -3,6 +3,7 @@ model replies for its dispute type are dropped because their precedent may have 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -61,20 +62,41 @@ def resolution_record(state: dict) -> HistoricalResolution:
 
 
 def remember_resolution(db: Database, vectors: VectorStoreResource, case_id: str, run_id: str | None) -> Remembered:
-    state = db.transact(lambda cur: repo.workflow_state(cur, case_id))
-    if state is None or state["status"] not in EMBEDDING_MAY_RUN:
-        return Remembered(case_id, None, f"dispute is {state['status'] if state else 'unknown'}, nothing to remember")
-    record = resolution_record(state)
-    db.transact(lambda cur: history.upsert_historical(cur, [record]))
-    vectors.upsert_resolutions([record])
+    return remember_resolutions(db, vectors, [case_id], run_id)[0]
 
-    def settle(cur) -> None:
-        history.mark_embedded(cur, [case_id], vectors.embedder.identity)
-        dropped = repo.cache_invalidate_type(cur, record.dispute_type)
-        transition(cur, case_id, Status.COMPLETED, "resolution_embedding", completed=True, run_id=run_id)
-        repo.audit(cur, case_id, "resolution_embedding", "remembered",
-                   {"action": record.action, "amount": str(record.resolved_amount), "cache_entries_dropped": dropped},
-                   run_id=run_id)  # fmt: skip
 
-    db.transact(settle)
-    return Remembered(case_id, record)
+def remember_resolutions(
+    db: Database, vectors: VectorStoreResource, case_ids: Sequence[str], run_id: str | None
+) -> list[Remembered]:
+    """Remember settled disputes, one `Remembered` per case id in the order given. The batch is
+    read in one query, written to Postgres in one statement and embedded in one encoder call (a
+    review run carries hundreds); each dispute is then settled in its own transaction, so a
+    dispute that moved on meanwhile fails alone and a retry re-remembers only the unsettled ones
+    (the upserts replace, never duplicate)."""
+    states = db.transact(lambda cur: repo.workflow_states(cur, case_ids))
+    remembered: dict[str, Remembered] = {}
+    records: list[HistoricalResolution] = []
+    for case_id in case_ids:
+        state = states.get(case_id)
+        if state is None or state["status"] not in EMBEDDING_MAY_RUN:
+            why = f"dispute is {state['status'] if state else 'unknown'}, nothing to remember"
+            remembered[case_id] = Remembered(case_id, None, why)
+            continue
+        record = resolution_record(state)
+        records.append(record)
+        remembered[case_id] = Remembered(case_id, record)
+    if records:
+        db.transact(lambda cur: history.upsert_historical(cur, records))
+        vectors.upsert_resolutions(records)
+        for record in records:
+            db.transact(lambda cur, record=record: _settle(cur, record, vectors.embedder.identity, run_id))
+    return [remembered[case_id] for case_id in case_ids]
+
+
+def _settle(cur, record: HistoricalResolution, embedder: str, run_id: str | None) -> None:
+    history.mark_embedded(cur, [record.case_id], embedder)
+    dropped = repo.cache_invalidate_type(cur, record.dispute_type)
+    transition(cur, record.case_id, Status.COMPLETED, "resolution_embedding", completed=True, run_id=run_id)
+    repo.audit(cur, record.case_id, "resolution_embedding", "remembered",
+               {"action": record.action, "amount": str(record.resolved_amount), "cache_entries_dropped": dropped},
+               run_id=run_id)  # fmt: skip

@@ -238,3 +238,38 @@ def test_a_review_range_leaves_the_undecided_dispute_inside_it_untouched(db, sqs
         "SELECT step FROM audit_log WHERE case_id = %s", (ESCALATED,))]  # fmt: skip
     assert sorted(r["case_id"] for r in ledger(db)) == sorted([REFUND_49, CREDIT_125])
     get_settings.cache_clear()
+
+
+def test_two_disputes_on_one_charge_executed_side_by_side_in_one_run_cannot_together_exceed_it(
+    db, sqs, pg_url, tmp_path, chroma_dir, monkeypatch
+):
+    monkeypatch.setenv("REVIEW_RANGE_MAX_GAP", "1")
+    monkeypatch.setenv("EXECUTIONS_IN_FLIGHT", "4")  # the run's executions go side by side
+    get_settings.cache_clear()
+    order = [REFUND_49, CREDIT_125, ESCALATED, REFUND_490]  # partition order; ESCALATED stays undecided
+    store_events(db, [sample_event(c) for c in order])
+    resources = build_test_resources(pg_url, sqs, tmp_path)
+    instance = DagsterInstance.ephemeral()
+    assert run_intake(instance, resources, order).success
+    owner = db.fetch_one("SELECT customer_id, validation FROM workflow_states WHERE case_id = %s", (REFUND_490,))
+    # The credit dispute becomes a second case of the same customer about the same 490.00 charge.
+    db.transact(lambda cur: cur.execute(
+        "UPDATE workflow_states SET customer_id = %s, "
+        "validation = validation || jsonb_build_object('disputed_charge_id', %s::text) WHERE case_id = %s",
+        (owner["customer_id"], owner["validation"]["disputed_charge_id"], CREDIT_125)))  # fmt: skip
+    for case in (CREDIT_125, REFUND_490):
+        decide(db, case, "approved", "alice")
+
+    [request] = review_tick(instance, pg_url, sqs, resources).run_requests
+    assert (request.tags[RANGE_START], request.tags[RANGE_END]) == (CREDIT_125, REFUND_490)
+    [run] = apply_sensor_result(instance, SensorResult(run_requests=[request]), resources, assets=REVIEW)
+
+    # Whichever thread got the charge first moved its money; the other was refused (125 + 490 is
+    # more than the 490 charge), and the refusal does not fail the batch.
+    assert run.success
+    [moved] = ledger(db)
+    refused = REFUND_490 if moved["case_id"] == CREDIT_125 else CREDIT_125
+    assert status(db, moved["case_id"]) == "completed" and status(db, refused) == "execution_failed"
+    assert db.fetch_one("SELECT status FROM executions WHERE case_id = %s", (refused,))["status"] == "failed"
+    assert "still" in metadata_for(run, "executed_resolution", refused)["error"]
+    get_settings.cache_clear()
