@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
-from dispute_platform.domain.facts import PLAN_CHARGE_KINDS, DisputeFacts, cents, months_used
+from dispute_platform.domain.dispute_facts import PLAN_CHARGE_KINDS, DisputeFacts, cents, months_used
 from dispute_platform.domain.models import Action, Segment
 
 ZERO = Decimal("0")
