@@ -14,6 +14,7 @@ from dispute_platform.domain.dispute_facts import PLAN_CHARGE_KINDS as PLAN_CHAR
 from dispute_platform.domain.dispute_facts import DisputeFacts as DisputeFacts
 from dispute_platform.domain.dispute_facts import cents as cents
 from dispute_platform.domain.dispute_facts import months_used as months_used
+from dispute_platform.domain.dispute_types import dispute_type_spec
 from dispute_platform.domain.models import Charge, EnrichedContext
 from dispute_platform.domain.validation import utc_date
 
@@ -21,22 +22,13 @@ COMMON_FACTS = (
     "dispute_type", "segment", "disputed_amount", "currency", "charge_id", "charge_amount", "charge_kind",
     "refundable", "days_since_charge",
 )  # fmt: skip
-# The facts each policy turns on (POL-002 ... POL-008).
-TYPE_FACTS: dict[str, tuple[str, ...]] = {
-    "duplicate_charge": ("duplicate_of",),
-    "service_outage": ("outage_hours", "monthly_fee", "billing_period"),
-    "cancellation_refund": ("days_to_cancel_request", "billing_period"),
-    "wrong_amount": ("contracted_price", "overcharge"),
-    "late_fee": ("standing", "late_fees_prior_12m"),
-    "product_not_received": ("fulfillment_status",),
-    "general": ("monthly_fee",),
-}
 
 
 def facts_as_lines(facts: DisputeFacts) -> list[str]:
     """Compact `name: value` lines for a prompt: the facts this dispute type turns on, known
     ones only (every token here is paid for on every dispute)."""
-    wanted = COMMON_FACTS + TYPE_FACTS.get(facts.dispute_type, ())
+    spec = dispute_type_spec(facts.dispute_type)
+    wanted = COMMON_FACTS + (spec.facts if spec is not None else ())
     values = facts.model_dump(mode="json")
     return [f"{name}: {values[name]}" for name in wanted if values.get(name) is not None]
 

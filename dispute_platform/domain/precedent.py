@@ -11,46 +11,27 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from dispute_platform.domain.dispute_types import dispute_type_spec
 from dispute_platform.domain.facts import DisputeFacts
-from dispute_platform.domain.models import Action, DisputeType, SimilarCase
+from dispute_platform.domain.models import Action, SimilarCase
 from dispute_platform.domain.rules import RuleOutcome as RuleOutcome
-from dispute_platform.domain.rules import (
-    cancellation_refund_rule,
-    duplicate_charge_rule,
-    general_rule,
-    late_fee_rule,
-    product_not_received_rule,
-    service_outage_rule,
-    unauthorized_rule,
-    wrong_amount_rule,
-)
 from dispute_platform.domain.rules import outage_credit_share as outage_credit_share
 
 ENGINE_MODEL = "precedent-rules"
 
-_RULES = {
-    DisputeType.DUPLICATE_CHARGE: duplicate_charge_rule,
-    DisputeType.SERVICE_OUTAGE: service_outage_rule,
-    DisputeType.CANCELLATION_REFUND: cancellation_refund_rule,
-    DisputeType.UNAUTHORIZED: unauthorized_rule,
-    DisputeType.WRONG_AMOUNT: wrong_amount_rule,
-    DisputeType.LATE_FEE: late_fee_rule,
-    DisputeType.PRODUCT_NOT_RECEIVED: product_not_received_rule,
-    DisputeType.GENERAL: general_rule,
-}
-
 
 def apply_policy_rules(facts: DisputeFacts) -> RuleOutcome:
-    try:
-        rule = _RULES[DisputeType(facts.dispute_type)]
-    except ValueError:
+    """The rule of the dispute's type (domain/dispute_types.py) on its facts; an unknown type
+    escalates."""
+    spec = dispute_type_spec(facts.dispute_type)
+    if spec is None:
         return RuleOutcome(
             action=Action.ESCALATE,
             citations=["POL-001 §2"],
             reason=f"unknown dispute type {facts.dispute_type!r}",
             confidence=0.3,
         )
-    return rule(facts)
+    return spec.rule(facts)
 
 
 def _same_kind(a: str, b: Action) -> bool:
