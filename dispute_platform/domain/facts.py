@@ -6,68 +6,31 @@ the same numbers (outage hours, days to cancellation, earlier late fees ...).
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime, time, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
-from pydantic import BaseModel
-
+from dispute_platform.domain.dispute_facts import CENT as CENT
+from dispute_platform.domain.dispute_facts import PLAN_CHARGE_KINDS as PLAN_CHARGE_KINDS
+from dispute_platform.domain.dispute_facts import DisputeFacts as DisputeFacts
+from dispute_platform.domain.dispute_facts import cents as cents
+from dispute_platform.domain.dispute_facts import months_used as months_used
+from dispute_platform.domain.dispute_types import dispute_type_spec
 from dispute_platform.domain.models import Charge, EnrichedContext
 from dispute_platform.domain.validation import utc_date
-
-CENT = Decimal("0.01")
-
-
-def cents(value: Decimal) -> Decimal:
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
-
 
 COMMON_FACTS = (
     "dispute_type", "segment", "disputed_amount", "currency", "charge_id", "charge_amount", "charge_kind",
     "refundable", "days_since_charge",
 )  # fmt: skip
-# The facts each policy turns on (POL-002 ... POL-008).
-TYPE_FACTS: dict[str, tuple[str, ...]] = {
-    "duplicate_charge": ("duplicate_of",),
-    "service_outage": ("outage_hours", "monthly_fee", "billing_period"),
-    "cancellation_refund": ("days_to_cancel_request", "billing_period"),
-    "wrong_amount": ("contracted_price", "overcharge"),
-    "late_fee": ("standing", "late_fees_prior_12m"),
-    "product_not_received": ("fulfillment_status",),
-    "general": ("monthly_fee",),
-}
 
 
-class DisputeFacts(BaseModel):
-    dispute_type: str
-    segment: str
-    standing: str
-    disputed_amount: Decimal
-    currency: str
-    charge_id: str | None = None
-    charge_amount: Decimal | None = None
-    charge_kind: str | None = None
-    refundable: Decimal | None = None
-    billing_period: str | None = None  # monthly | annual
-    monthly_fee: Decimal | None = None
-    contracted_price: Decimal | None = None
-    overcharge: Decimal | None = None
-    duplicate_of: str | None = None
-    outage_hours: Decimal | None = None
-    days_to_cancel_request: int | None = None
-    late_fees_prior_12m: int | None = None
-    fulfillment_status: str | None = None
-    days_since_charge: int | None = None
-
-    def as_lines(self) -> list[str]:
-        """Compact `name: value` lines for a prompt: the facts this dispute type turns on, known
-        ones only (every token here is paid for on every dispute)."""
-        wanted = COMMON_FACTS + TYPE_FACTS.get(self.dispute_type, ())
-        values = self.model_dump(mode="json")
-        return [f"{name}: {values[name]}" for name in wanted if values.get(name) is not None]
-
-
-PLAN_CHARGE_KINDS = ("subscription", "renewal")
+def facts_as_lines(facts: DisputeFacts) -> list[str]:
+    """Compact `name: value` lines for a prompt: the facts this dispute type turns on, known
+    ones only (every token here is paid for on every dispute)."""
+    spec = dispute_type_spec(facts.dispute_type)
+    wanted = COMMON_FACTS + (spec.facts if spec is not None else ())
+    values = facts.model_dump(mode="json")
+    return [f"{name}: {values[name]}" for name in wanted if values.get(name) is not None]
 
 
 def _duplicate_partner(disputed: Charge, charges: list[Charge]) -> Charge | None:
@@ -158,8 +121,3 @@ def derive_facts(context: EnrichedContext) -> DisputeFacts:
             and window_start <= c.created_at < charge.created_at
         )
     return facts
-
-
-def months_used(days: int) -> int:
-    """Each started 30-day month counts as used (POL-004 §3)."""
-    return max(1, math.ceil(days / 30))

@@ -11,8 +11,9 @@ from decimal import Decimal
 from pydantic import BaseModel, Field
 
 from dispute_platform.domain import defaults
+from dispute_platform.domain.dispute_types import dispute_type_spec
 from dispute_platform.domain.facts import cents
-from dispute_platform.domain.models import Action, DisputeType, EnrichedContext, ResolutionProposal
+from dispute_platform.domain.models import Action, EnrichedContext, ResolutionProposal
 from dispute_platform.domain.money import DEFAULT_USD_RATES, above_threshold, usd_value
 
 ZERO = Decimal("0")
@@ -60,8 +61,9 @@ def apply_guardrails(
     if action.moves_money and amount == ZERO:
         flags.append("zero_amount_denied")
         action = Action.DENY
-    if action.moves_money and case.dispute_type == DisputeType.UNAUTHORIZED:
-        flags.append("unauthorized_requires_escalation")
+    spec = dispute_type_spec(case.dispute_type)
+    if action.moves_money and spec is not None and spec.money_needs_escalation:
+        flags.append(f"{spec.dispute_type.value}_requires_escalation")  # unauthorized_requires_escalation
         action = Action.ESCALATE
     if action.moves_money and above_threshold(amount, case.currency, limits.escalation_threshold, limits.usd_rates):
         if usd_value(amount, case.currency, limits.usd_rates) is None:

@@ -12,24 +12,18 @@ from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
+from dispute_platform.domain.dispute_types import DISPUTE_TYPES
 from dispute_platform.domain.masking import mask_pii
-from dispute_platform.domain.models import DisputeType
 
 # Amount bands: disputes of similar size are treated alike more often than not.
 _BANDS = (Decimal(25), Decimal(100), Decimal(500), Decimal(1000), Decimal(5000))
 MAX_DOCUMENT_CHARS = 2000  # the encoder reads 256 word pieces; more text is wasted work
 
-# Which policy categories are worth retrieving for a dispute type. The general policy (limits,
+# Which policy categories are worth retrieving for a dispute type: a view of the registry
+# (domain/dispute_types.py), where each type names them. The general policy (limits,
 # thresholds) applies to every dispute.
 POLICY_CATEGORIES: dict[str, list[str]] = {
-    DisputeType.DUPLICATE_CHARGE: ["duplicate_charge", "general"],
-    DisputeType.SERVICE_OUTAGE: ["service_outage", "goodwill", "general"],
-    DisputeType.CANCELLATION_REFUND: ["cancellation_refund", "general"],
-    DisputeType.UNAUTHORIZED: ["unauthorized", "general"],
-    DisputeType.WRONG_AMOUNT: ["wrong_amount", "general"],
-    DisputeType.LATE_FEE: ["late_fee", "general"],
-    DisputeType.PRODUCT_NOT_RECEIVED: ["general"],
-    DisputeType.GENERAL: ["goodwill", "general"],
+    dispute_type: list(spec.policy_categories) for dispute_type, spec in DISPUTE_TYPES.items()
 }
 
 

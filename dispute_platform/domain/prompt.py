@@ -15,7 +15,7 @@ from decimal import Decimal
 from pydantic import BaseModel, Field
 
 from dispute_platform.domain import defaults
-from dispute_platform.domain.facts import DisputeFacts
+from dispute_platform.domain.facts import DisputeFacts, facts_as_lines
 from dispute_platform.domain.injection import detect_injection
 from dispute_platform.domain.masking import mask_pii
 from dispute_platform.domain.models import Charge, EnrichedContext, PolicyHit, SimilarCase
@@ -199,7 +199,7 @@ def build_prompt(
     trimmed: list[str] = []
     sections: dict[str, str] = {}
 
-    fact_lines = [f"case: {case.case_id}", f"subject: {mask_pii(case.subject)}", *facts.as_lines()]
+    fact_lines = [f"case: {case.case_id}", f"subject: {mask_pii(case.subject)}", *facts_as_lines(facts)]
     sections["facts"] = trim_to_tokens("\n".join(fact_lines), budget.facts_tokens)
 
     charges = _fit_charges(context, facts, budget)

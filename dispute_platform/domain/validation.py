@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+from dispute_platform.domain.dispute_types import dispute_type_spec
 from dispute_platform.domain.models import (
     BillingRecord,
     Charge,
@@ -19,11 +20,10 @@ from dispute_platform.domain.models import (
     ValidationVerdict,
 )
 
+# Days from the charge to the dispute, for every type whose entry in the registry
+# (domain/dispute_types.py) has `dispute_window`; whether a type needs a charge, and whether
+# one may be guessed for it, is written there too.
 DISPUTE_WINDOW_DAYS = 120
-# Claims with no time window: the card networks give cardholders long to notice fraud.
-_NO_WINDOW = {DisputeType.UNAUTHORIZED}
-# A general complaint need not be about one charge.
-_CHARGE_OPTIONAL = {DisputeType.GENERAL}
 
 
 def utc_date(moment: datetime) -> date:
@@ -38,8 +38,9 @@ def find_disputed_charge(crm: CrmRecord, payments: PaymentRecord) -> Charge | No
     case = crm.case
     if case.charge_id:
         return next((c for c in payments.charges if c.charge_id == case.charge_id), None)
-    if case.dispute_type == DisputeType.GENERAL:
-        return None  # a general complaint names its charge or is about none: never guess one
+    spec = dispute_type_spec(case.dispute_type)
+    if spec is not None and not spec.guess_charge:
+        return None  # e.g. a general complaint names its charge or is about none: never guess one
     candidates = [
         c for c in payments.charges if c.status == "succeeded" and c.amount >= case.amount and c.created_at <= case.opened_at
     ]
@@ -64,8 +65,8 @@ def validate_dispute(
     def issue(code: str, message: str) -> None:
         issues.append(ValidationIssue(code=code, message=message))
 
-    known_type = case.dispute_type in DisputeType.__members__.values()
-    if not known_type:
+    spec = dispute_type_spec(case.dispute_type)
+    if spec is None:
         allowed = ", ".join(t.value for t in DisputeType)
         issue("unknown_dispute_type", f"dispute type '{case.dispute_type}' is not one of: {allowed}")
     if event.customer_id and event.customer_id != case.customer_id:
@@ -83,7 +84,7 @@ def validate_dispute(
     charge = find_disputed_charge(crm, payments)
     days_since_charge: int | None = None
     if charge is None:
-        if not (known_type and DisputeType(case.dispute_type) in _CHARGE_OPTIONAL):
+        if not (spec is not None and spec.charge_optional):
             named = f" {case.charge_id}" if case.charge_id else ""
             issue("charge_not_found", f"no charge{named} on the customer's payment history matches the dispute")
     else:
@@ -94,8 +95,8 @@ def validate_dispute(
             issue("currency_mismatch", f"charge is in {charge.currency}, the case in {case.currency}")
         if days_since_charge < 0:
             issue("charge_after_case", f"charge {charge.charge_id} is dated after the case was opened")
-        no_window = known_type and DisputeType(case.dispute_type) in _NO_WINDOW
-        if not no_window and days_since_charge > window_days:
+        window_applies = spec is None or spec.dispute_window
+        if window_applies and days_since_charge > window_days:
             issue(
                 "outside_window",
                 f"dispute raised {days_since_charge} days after the charge; the window is {window_days} days",
