@@ -6,11 +6,13 @@ writes it, storage in a scratch database) and a scratch platform database are fi
 historical disputes: N partitions of `disputes`, six materialisations each (one per dispute asset,
 written in batches through Dagster's own storage API, `event_log_storage.store_event_batch`, so
 100,000 disputes take minutes, not hours), and N settled disputes in the platform's tables (events
-and workflow states; the SQS sensor's cursor after them, as a running deployment's would be).
+and workflow states; the SQS sensor's cursor after them, as a running deployment's would be); then
+both databases are vacuumed and analysed, as autovacuum keeps a running deployment's.
 Then, in one run, the same four measurements at every N:
 
   1. a tick of the real `sqs_dispute_sensor` receiving --events (500) new events from a local SQS
      endpoint (the partitions it asks for are added afterwards, timed apart, as the daemon does);
+     --ticks (3) such ticks, the median being the figure (one tick varies by ~0.5 s between runs);
   2. one intake run of DISPUTES_PER_RUN (250) disputes through the real assets and the four cap
      checks, in process (the tick's second run is made too, so the review has 500 proposals);
   3. the partition status of `ai_proposal` as the UI asks for it: the asset's status cache brought
@@ -75,6 +77,7 @@ class Figures:
     seed_seconds: float = 0.0
     event_rows: int = 0
     tick: float = 0.0
+    ticks: list[float] = field(default_factory=list)
     tick_new: int = 0
     add_partitions: float = 0.0
     intake: list[float] = field(default_factory=list)
@@ -204,6 +207,22 @@ def review_worker(spec: dict) -> int:
     return 0 if result.success else 1
 
 
+def settle_tables(*urls: str) -> None:
+    """VACUUM ANALYZE both databases after the bulk seed, as autovacuum keeps a running
+    deployment's tables: measured right after loading N rows, the tick otherwise shares the machine
+    with autovacuum working through them (and plans with stale statistics)."""
+    import psycopg2
+
+    for url in urls:
+        conn = psycopg2.connect(url)
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("VACUUM ANALYZE")
+        finally:
+            conn.close()
+
+
 def measure(args, n: int, seeded: Path, world: Path, ids: list[str], endpoint: str, work: Path) -> Figures:
     from dagster import DagsterInstance, SensorResult, build_sensor_context, materialize
 
@@ -231,28 +250,39 @@ def measure(args, n: int, seeded: Path, world: Path, ids: list[str], endpoint: s
         seed_history(instance, db, n)
         figures.seed_seconds = time.perf_counter() - started
         figures.event_rows = event_rows(dagster_url)
+        settle_tables(url, dagster_url)
         cursor = db.fetch_one("SELECT COALESCE(MAX(id), 0) AS id FROM dispute_events")["id"]
         print(f"  N={n}: history seeded in {figures.seed_seconds:.1f} s ({figures.event_rows} event rows)", flush=True)
 
         queues = scratch_queues(endpoint)
         sqs = SQSResource(endpoint_url=endpoint, dispute_events_queue_url=queues["events"], human_review_queue_url=queues["review"],
                           dead_letter_queue_url=queues["dlq"], wait_time_seconds=1)  # fmt: skip
-        sqs.send_many([{"case_id": c, "event_id": f"evt-{c}"} for c in ids])
         postgres = PostgresResource(database_url=url)
 
-        # 1. the sensor tick
-        context = build_sensor_context(instance=instance, cursor=str(cursor), resources={"sqs": sqs, "postgres": postgres})
-        started = time.perf_counter()
-        answer = sqs_dispute_sensor(context)
-        figures.tick = time.perf_counter() - started
-        assert isinstance(answer, SensorResult), answer
-        figures.tick_new = len(answer.dynamic_partitions_requests[0].partition_keys)
-        started = time.perf_counter()
-        for request in answer.dynamic_partitions_requests:
-            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-        figures.add_partitions = time.perf_counter() - started
-        print(f"  N={n}: sensor tick {figures.tick:.2f} s for {figures.tick_new} new disputes; partitions added in "
-              f"{figures.add_partitions:.2f} s", flush=True)  # fmt: skip
+        # 1. the sensor tick, --ticks times (each receives --events new events; one tick swings by
+        #    half a second from run to run here, so the median is the figure). The first tick's
+        #    disputes go on to the intake runs; the others only add keys behind them.
+        answer = None
+        for t in range(args.ticks):
+            batch = ids if t == 0 else [f"{c}-T{t}" for c in ids]
+            sqs.send_many([{"case_id": c, "event_id": f"evt-{c}"} for c in batch])
+            context = build_sensor_context(instance=instance, cursor=str(cursor), resources={"sqs": sqs, "postgres": postgres})
+            started = time.perf_counter()
+            result = sqs_dispute_sensor(context)
+            figures.ticks.append(time.perf_counter() - started)
+            assert isinstance(result, SensorResult), result
+            started = time.perf_counter()
+            for request in result.dynamic_partitions_requests:
+                instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+            if t == 0:
+                answer = result
+                figures.tick_new = len(result.dynamic_partitions_requests[0].partition_keys)
+                figures.add_partitions = time.perf_counter() - started
+            cursor = int(result.cursor or cursor)
+        assert answer is not None
+        figures.tick = statistics.median(figures.ticks)
+        print(f"  N={n}: sensor tick {figures.tick:.2f} s (median of {', '.join(f'{x:.2f}' for x in figures.ticks)}) for "
+              f"{figures.tick_new} new disputes each; partitions added in {figures.add_partitions:.2f} s", flush=True)  # fmt: skip
         if args.tick_only:
             instance.dispose()
             return figures
@@ -399,6 +429,9 @@ def main() -> int:
     parser.add_argument("--intake-runs", type=int, default=0,
                         help="make only the first K intake runs of the tick (0: all; the review then has fewer proposals)")  # fmt: skip
     parser.add_argument("--review", action=argparse.BooleanOptionalAction, default=True, help="measure the review batch")
+    parser.add_argument(
+        "--ticks", type=int, default=3, help="sensor ticks measured (each with --events new events); the median is the figure"
+    )
     parser.add_argument("--tick-only", action="store_true", help="measure the sensor tick alone (no intake, status or review)")
     parser.add_argument("--steady-state", action=argparse.BooleanOptionalAction, default=True,
                         help="run scripts/bench_retention.py's run_steady_state(args) at the end")  # fmt: skip
