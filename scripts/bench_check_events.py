@@ -30,20 +30,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "1000")
 
-CHECKS = ["input_tokens_within_cap", "output_tokens_within_cap", "cost_within_cap", "amount_within_refundable"]
+from dispute_platform.domain.caps import CAP_NAMES as CHECKS  # noqa: E402 - after the path is set
 
 
 def definitions(shape: str):
     from dagster import (
-        AssetCheckEvaluation,
         AssetCheckResult,
-        AssetCheckSpec,
-        AssetKey,
-        AssetMaterialization,
         BackfillPolicy,
         DynamicPartitionsDefinition,
         MaterializeResult,
-        Output,
         asset,
         asset_check,
     )
@@ -66,24 +61,33 @@ def definitions(shape: str):
 
         return [batch_asset, *[make(n) for n in CHECKS]]
 
-    key = AssetKey("proposal")
+    return [per_dispute_proposal("proposal", parts)]
+
+
+def per_dispute_proposal(name: str, parts, deps=()):
+    """An empty asset with `ai_proposal`'s event shape: one materialization per partition and, for
+    the four cap checks declared on it, one evaluation per partition and check (Dagster writes
+    each of these on its own). Shared with bench_throughput.py's Dagster floor."""
+    from dagster import AssetCheckEvaluation, AssetCheckSpec, AssetKey, AssetMaterialization, BackfillPolicy, Output, asset
+
+    key = AssetKey(name)
 
     @asset(
-        name="proposal", partitions_def=parts, backfill_policy=BackfillPolicy.single_run(), output_required=False,
+        name=name, partitions_def=parts, backfill_policy=BackfillPolicy.single_run(), deps=list(deps), output_required=False,
         check_specs=[AssetCheckSpec(n, asset=key, partitions_def=parts) for n in CHECKS],
     )  # fmt: skip
     def per_dispute_asset(context):
         for partition in context.partition_keys:
             yield AssetMaterialization(asset_key=key, partition=partition, metadata={"case": partition})
         for partition in context.partition_keys:
-            for name in CHECKS:
+            for check in CHECKS:
                 yield AssetCheckEvaluation(
-                    asset_key=key, check_name=name, passed=True, partition=partition, metadata={"figure": 1.0, "cap": 2.0}
+                    asset_key=key, check_name=check, passed=True, partition=partition, metadata={"figure": 1.0, "cap": 2.0}
                 )
         for check_key in context.selected_asset_check_keys:
             yield Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(check_key))
 
-    return [per_dispute_asset]
+    return per_dispute_asset
 
 
 def measure(shape: str, n: int, admin_url: str) -> tuple[float, dict[str, float]]:

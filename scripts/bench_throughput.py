@@ -441,22 +441,11 @@ def measure_loop(args, case_ids: list[str], world: Path, seeded: Path, endpoint:
 
 def measure_floor(args, n: int, workdir: Path) -> float:
     import yaml
-    from dagster import (
-        AssetCheckEvaluation,
-        AssetCheckSpec,
-        AssetKey,
-        AssetMaterialization,
-        BackfillPolicy,
-        DynamicPartitionsDefinition,
-        MaterializeResult,
-        Output,
-        asset,
-        materialize,
-    )
+    from dagster import BackfillPolicy, DynamicPartitionsDefinition, MaterializeResult, asset, materialize
 
-    from dispute_platform.domain.caps import CAP_NAMES
     from dispute_platform.local import dagster_yaml
     from dispute_platform.store.db import sqlalchemy_url
+    from scripts.bench_check_events import per_dispute_proposal
 
     parts = DynamicPartitionsDefinition(name="bench_floor")
     single = BackfillPolicy.single_run()
@@ -471,20 +460,7 @@ def measure_floor(args, n: int, workdir: Path) -> float:
 
     # ai_proposal's shape: one materialization per dispute and, for the four cap checks declared on
     # the asset, one evaluation per dispute and check (Dagster writes each of these on its own).
-    proposal = AssetKey("floor_ai_proposal")
-
-    @asset(
-        partitions_def=parts, backfill_policy=single, deps=[floor_enriched_context], output_required=False,
-        check_specs=[AssetCheckSpec(name, asset=proposal, partitions_def=parts) for name in CAP_NAMES],
-    )  # fmt: skip
-    def floor_ai_proposal(context):  # no annotation: this module's annotations are strings
-        for key in context.partition_keys:
-            yield AssetMaterialization(asset_key=proposal, partition=key)
-        for key in context.partition_keys:
-            for name in CAP_NAMES:
-                yield AssetCheckEvaluation(asset_key=proposal, check_name=name, passed=True, partition=key)
-        for check_key in context.selected_asset_check_keys:
-            yield Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(check_key))
+    floor_ai_proposal = per_dispute_proposal("floor_ai_proposal", parts, deps=[floor_enriched_context])
 
     keys = [f"FLOOR-{i:05d}" for i in range(n)]
     with scratch_database(args.admin_url, "dp_bench_floor") as url:
