@@ -3,10 +3,12 @@ people give on them after the fact (sql/007, append-only)."""
 
 from __future__ import annotations
 
-from typing import Any, cast
+from datetime import datetime
+from typing import Any, TypedDict, cast
 
 from dispute_platform.store.audit import jsonb
 from dispute_platform.store.db import Cursor, Row
+from dispute_platform.store.rows import DisputeActionRow
 
 
 def record_action(
@@ -28,7 +30,15 @@ def record_action(
     return int(cast(Row, cur.fetchone())["id"])  # INSERT ... RETURNING: always a row
 
 
-def auto_approval(cur: Cursor, case_id: str) -> Row | None:
+class AutoApprovalRow(DisputeActionRow):
+    """An auto_approved dispute action with its after-the-fact verdict (None: not reviewed yet)."""
+
+    verdict: str | None  # post_review_upheld | post_review_reversed
+    verdict_at: datetime | None
+    verdict_by: str | None  # the reviewer's name
+
+
+def auto_approval(cur: Cursor, case_id: str) -> AutoApprovalRow | None:
     """The dispute's latest auto-approval, with its after-the-fact verdict if one was given."""
     cur.execute(
         """SELECT a.*, v.kind AS verdict, v.created_at AS verdict_at, r.name AS verdict_by
@@ -39,10 +49,19 @@ def auto_approval(cur: Cursor, case_id: str) -> Row | None:
            WHERE a.case_id = %s AND a.kind = 'auto_approved' ORDER BY a.id DESC LIMIT 1""",
         (case_id,),
     )
-    return cur.fetchone()
+    return cast(AutoApprovalRow | None, cur.fetchone())
 
 
-def sampled_awaiting_review(cur: Cursor, limit: int = 500) -> list[Row]:
+class SampledApprovalRow(TypedDict):
+    case_id: str
+    proposal_version: int
+    details: dict[str, Any]
+    created_at: datetime
+    status: str  # the dispute's, from workflow_states
+    final_resolution: dict[str, Any] | None
+
+
+def sampled_awaiting_review(cur: Cursor, limit: int = 500) -> list[SampledApprovalRow]:
     """Auto-approvals sampled for a person's look that nobody has reviewed yet, oldest first."""
     cur.execute(
         """SELECT a.case_id, a.proposal_version, a.details, a.created_at, w.status, w.final_resolution
@@ -54,4 +73,4 @@ def sampled_awaiting_review(cur: Cursor, limit: int = 500) -> list[Row]:
            ORDER BY a.created_at LIMIT %s""",
         (limit,),
     )
-    return cur.fetchall()
+    return cast(list[SampledApprovalRow], cur.fetchall())

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from datetime import datetime
+from typing import Any, TypedDict, cast
 
 from psycopg2.extras import Json
 
-from dispute_platform.store.db import Cursor, Row
+from dispute_platform.store.db import Cursor
 
 
 def jsonb(value: Any) -> Json:
@@ -30,9 +31,21 @@ def audit(
     )
 
 
-def audit_trail(cur: Cursor, case_id: str) -> list[Row]:
+class AuditRow(TypedDict):
+    """An audit_log row (sql/001) without its case id."""
+
+    id: int
+    step: str
+    event: str
+    actor: str
+    details: dict[str, Any]
+    dagster_run_id: str | None
+    created_at: datetime
+
+
+def audit_trail(cur: Cursor, case_id: str) -> list[AuditRow]:
     cur.execute(
         "SELECT id, step, event, actor, details, dagster_run_id, created_at FROM audit_log WHERE case_id = %s ORDER BY id",
         (case_id,),
     )
-    return cur.fetchall()
+    return cast(list[AuditRow], cur.fetchall())

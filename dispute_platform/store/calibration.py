@@ -5,7 +5,8 @@ store/repo.py, which holds the money path."""
 from __future__ import annotations
 
 import hashlib
-from typing import Any, cast
+from datetime import datetime
+from typing import Any, TypedDict, cast
 
 from psycopg2.extras import Json
 
@@ -49,14 +50,27 @@ def save_calibration(
     return int(cast(Row, cur.fetchone())["id"])  # INSERT ... RETURNING: always a row
 
 
-def latest_calibration(cur: Cursor) -> dict[str, Any] | None:
+class CalibrationRow(TypedDict):
+    calibration: dict[str, Any]  # a domain.calibration fit as JSON
+    history_version: str
+    fitted_at: datetime
+
+
+def latest_calibration(cur: Cursor) -> CalibrationRow | None:
     cur.execute(
         "SELECT calibration, history_version, fitted_at FROM proposal_calibrations ORDER BY fitted_at DESC, id DESC LIMIT 1"
     )
-    return cur.fetchone()
+    return cast(CalibrationRow | None, cur.fetchone())
 
 
-def reviewed_proposals(cur: Cursor, limit: int = 20000) -> list[dict[str, Any]]:
+class ReviewedProposalRow(TypedDict):
+    basis: str | None  # the proposal's `basis` field (absent in old proposals)
+    action: str
+    raw_confidence: float
+    decision: str  # the first person's
+
+
+def reviewed_proposals(cur: Cursor, limit: int = 20000) -> list[ReviewedProposalRow]:
     """Reviewed proposals (at most `limit`), one row per reviewed version with the first person's
     decision: the proposal's basis, action and raw confidence, and the decision."""
     cur.execute(
@@ -72,4 +86,4 @@ def reviewed_proposals(cur: Cursor, limit: int = 20000) -> list[dict[str, Any]]:
             LIMIT %s""",
         (list(AUTOMATED_REVIEWERS), limit),
     )
-    return cur.fetchall()
+    return cast(list[ReviewedProposalRow], cur.fetchall())

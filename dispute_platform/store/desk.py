@@ -4,9 +4,11 @@ and the past cases a proposal cites."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal, TypedDict, cast
 
-from dispute_platform.store.db import Cursor, Row
+from dispute_platform.store.db import Cursor
 
 QueueSort = Literal["age", "amount", "sla"]
 
@@ -22,7 +24,31 @@ _ORDER = {
 }
 
 
-def review_queue(cur: Cursor, *, sla_hours: float, sort: QueueSort = "sla", order: str = "asc") -> list[Row]:
+class ReviewQueueRow(TypedDict):
+    """A dispute waiting for a reviewer, its current proposal, its SLA and the decisions so far."""
+
+    case_id: str
+    status: str
+    dispute_type: str | None
+    segment: str | None
+    disputed_amount: Decimal | None
+    currency: str | None
+    customer_id: str | None
+    customer_name: str | None
+    version: int
+    action: str
+    amount: Decimal
+    confidence: float
+    flags: list[str]
+    provider: str
+    created_at: datetime
+    age_hours: Decimal
+    sla_due_at: datetime
+    sla_hours_left: Decimal
+    decisions: int
+
+
+def review_queue(cur: Cursor, *, sla_hours: float, sort: QueueSort = "sla", order: str = "asc") -> list[ReviewQueueRow]:
     """Disputes waiting for a reviewer, with their current proposal and SLA due time."""
     clause = _ORDER.get((sort, order)) or _ORDER[("sla", "asc")]
     cur.execute(
@@ -39,7 +65,7 @@ def review_queue(cur: Cursor, *, sla_hours: float, sort: QueueSort = "sla", orde
             ORDER BY {clause}""",  # noqa: S608 - clause picked from the fixed _ORDER table
         (sla_hours * 3600, sla_hours * 3600),
     )
-    return cur.fetchall()
+    return cast(list[ReviewQueueRow], cur.fetchall())
 
 
 def past_cases(cur: Cursor, case_ids: Sequence[str]) -> dict[str, dict[str, Any]]:

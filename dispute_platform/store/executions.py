@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import cast
 
 from dispute_platform.store.db import Cursor, Row
+from dispute_platform.store.rows import ExecutionRow
 
 LIVE = ("started", "succeeded", "noop")
 
@@ -21,10 +22,10 @@ def movement_key(case_id: str, earlier_refusals: int) -> str:
     return f"dispute-{case_id}" if earlier_refusals == 0 else f"dispute-{case_id}-m{earlier_refusals + 1}"
 
 
-def live_execution(cur: Cursor, case_id: str) -> Row | None:
+def live_execution(cur: Cursor, case_id: str) -> ExecutionRow | None:
     """The dispute's started, succeeded or no-op execution (the index allows one at most)."""
     cur.execute("SELECT * FROM executions WHERE case_id = %s AND status = ANY(%s)", (case_id, list(LIVE)))
-    return cur.fetchone()
+    return cast(ExecutionRow | None, cur.fetchone())
 
 
 def refusals(cur: Cursor, case_id: str) -> int:
@@ -44,7 +45,7 @@ def open_execution(
     charge_id: str | None,
     customer_id: str | None,
     status: str = "started",
-) -> Row:
+) -> ExecutionRow:
     """Insert the dispute's movement (call under the case lock, after `live_execution` found none).
     The partial unique index refuses a second live row even if a caller forgot to look."""
     key = movement_key(case_id, refusals(cur, case_id))
@@ -54,15 +55,15 @@ def open_execution(
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 1, %s, %s) RETURNING *""",
         (case_id, version, decision_id, key, action, amount, currency, status, charge_id, customer_id),
     )
-    return cast(Row, cur.fetchone())  # INSERT ... RETURNING: always a row (or an error)
+    return cast(ExecutionRow, cur.fetchone())  # INSERT ... RETURNING: always a row (or an error)
 
 
-def count_attempt(cur: Cursor, execution_id: int) -> Row | None:
+def count_attempt(cur: Cursor, execution_id: int) -> ExecutionRow | None:
     cur.execute(
         "UPDATE executions SET attempts = attempts + 1, updated_at = now() WHERE id = %s AND status = 'started' RETURNING *",
         (execution_id,),
     )
-    return cur.fetchone()
+    return cast(ExecutionRow | None, cur.fetchone())
 
 
 def note_error(cur: Cursor, execution_id: int, error: str) -> None:
@@ -104,14 +105,14 @@ def lock_charge(cur: Cursor, charge_id: str) -> None:
     cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("charge:" + charge_id,))
 
 
-def succeeded_execution(cur: Cursor, case_id: str) -> Row | None:
+def succeeded_execution(cur: Cursor, case_id: str) -> ExecutionRow | None:
     cur.execute(
         "SELECT * FROM executions WHERE case_id = %s AND status IN ('succeeded', 'noop') ORDER BY id DESC LIMIT 1",
         (case_id,),
     )
-    return cur.fetchone()
+    return cast(ExecutionRow | None, cur.fetchone())
 
 
-def executions_for(cur: Cursor, case_id: str) -> list[Row]:
+def executions_for(cur: Cursor, case_id: str) -> list[ExecutionRow]:
     cur.execute("SELECT * FROM executions WHERE case_id = %s ORDER BY id", (case_id,))
-    return cur.fetchall()
+    return cast(list[ExecutionRow], cur.fetchall())

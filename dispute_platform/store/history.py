@@ -8,11 +8,12 @@ history grows. Every value is a bound parameter; the few SQL fragments below are
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
-from typing import Any
+from datetime import datetime
+from typing import Any, TypedDict, cast
 
 from dispute_platform.domain.knowledge import HistoricalResolution
 from dispute_platform.store.audit import jsonb
-from dispute_platform.store.db import Cursor, Database, Row
+from dispute_platform.store.db import Cursor, Database
 
 # --- writing --------------------------------------------------------------------------------
 
@@ -60,11 +61,17 @@ def mark_embedded_versions(db: Database, case_ids: list[str], versions: list[Any
 # --- counting (cheap: the sensor, the doctor and progress bars use these) --------------------
 
 
-def historical_counts(cur: Cursor) -> list[Row]:
+class HistoricalCountRow(TypedDict):
+    source: str
+    dispute_type: str
+    n: int
+
+
+def historical_counts(cur: Cursor) -> list[HistoricalCountRow]:
     cur.execute(
         "SELECT source, dispute_type, COUNT(*) AS n FROM historical_resolutions GROUP BY source, dispute_type ORDER BY 1, 2"
     )
-    return cur.fetchall()
+    return cast(list[HistoricalCountRow], cur.fetchall())
 
 
 def bucket_counts(db: Database, buckets: Collection[int] | None = None, *, stale_for: str | None = None) -> dict[int, int]:
@@ -114,15 +121,26 @@ def present_case_ids(db: Database, case_ids: list[str]) -> set[str]:
 # --- reading ------------------------------------------------------------------------------
 
 
-def iter_bucket_pages(db: Database, bucket: int, *, page_size: int, stale_for: str | None = None) -> Iterator[list[Row]]:
+class HistoryPageRow(TypedDict):
+    case_id: str
+    record: dict[str, Any]  # a HistoricalResolution as JSON
+    updated_at: datetime  # the row version (mark_embedded_versions marks only the versions read)
+
+
+def iter_bucket_pages(
+    db: Database, bucket: int, *, page_size: int, stale_for: str | None = None
+) -> Iterator[list[HistoryPageRow]]:
     """Pages of one bucket in case-id order; with `stale_for`, only rows that model has not embedded."""
     after = ""
     while True:
-        rows = db.fetch_all(
-            """SELECT case_id, record, updated_at FROM historical_resolutions
+        rows = cast(
+            list[HistoryPageRow],
+            db.fetch_all(
+                """SELECT case_id, record, updated_at FROM historical_resolutions
                WHERE bucket = %s AND case_id > %s AND (%s::text IS NULL OR embedded_model IS DISTINCT FROM %s::text)
                ORDER BY case_id LIMIT %s""",
-            (bucket, after, stale_for, stale_for, page_size),
+                (bucket, after, stale_for, stale_for, page_size),
+            ),
         )
         if not rows:
             return

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import TypedDict, cast
 
 from dispute_platform.domain.retention import SettledDispute
 from dispute_platform.domain.states import FINAL
 from dispute_platform.store.audit import audit
-from dispute_platform.store.db import Cursor, Row
+from dispute_platform.store.db import Cursor
+from dispute_platform.store.rows import ArchivePassRow
 from dispute_platform.store.transitions import lock_case
 
 _FINAL = sorted(s.value for s in FINAL)
@@ -89,11 +91,16 @@ def archived_among(cur: Cursor, case_ids: Sequence[str]) -> list[str]:
     return [r["case_id"] for r in cur.fetchall()]
 
 
-def archived_counts(cur: Cursor) -> Row:
+class ArchivedCountsRow(TypedDict):
+    disputes: int
+    archived: int
+
+
+def archived_counts(cur: Cursor) -> ArchivedCountsRow:
     cur.execute("SELECT COUNT(*) AS disputes, COUNT(archived_at) AS archived FROM workflow_states")
     row = cur.fetchone()
     assert row is not None
-    return row
+    return cast(ArchivedCountsRow, row)
 
 
 # --- archive_passes --------------------------------------------------------------------------
@@ -132,6 +139,6 @@ def record_pass(cur: Cursor, pass_id: int, figures: PassFigures, *, finished: bo
     )
 
 
-def recent_passes(cur: Cursor, limit: int = 10) -> list[Row]:
+def recent_passes(cur: Cursor, limit: int = 10) -> list[ArchivePassRow]:
     cur.execute("SELECT * FROM archive_passes ORDER BY id DESC LIMIT %s", (limit,))
-    return cur.fetchall()
+    return cast(list[ArchivePassRow], cur.fetchall())

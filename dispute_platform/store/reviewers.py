@@ -12,10 +12,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, TypedDict, cast
 
 from dispute_platform.store.audit import jsonb
 from dispute_platform.store.db import Cursor, Row
+from dispute_platform.store.rows import ReviewDecisionRow, ReviewerRow
 
 
 @dataclass(frozen=True)
@@ -64,18 +65,31 @@ def reviewer_for_token(cur: Cursor, token: str) -> Reviewer | None:
     return _reviewer(cur.fetchone())
 
 
-def reviewer_by_name(cur: Cursor, name: str) -> Row | None:
+def reviewer_by_name(cur: Cursor, name: str) -> ReviewerRow | None:
     cur.execute("SELECT * FROM reviewers WHERE lower(name) = lower(%s)", (name,))
-    return cur.fetchone()
+    return cast(ReviewerRow | None, cur.fetchone())
 
 
-def list_reviewers(cur: Cursor) -> list[Row]:
+class ReviewerListRow(TypedDict):
+    """A reviewer (no token digest) and how many decisions they recorded."""
+
+    id: int
+    name: str
+    email: str | None
+    kind: str
+    created_at: datetime
+    disabled_at: datetime | None
+    token_rotated_at: datetime | None
+    decisions: int
+
+
+def list_reviewers(cur: Cursor) -> list[ReviewerListRow]:
     cur.execute(
         """SELECT r.id, r.name, r.email, r.kind, r.created_at, r.disabled_at, r.token_rotated_at,
                   (SELECT COUNT(*) FROM review_decisions d WHERE d.reviewer_id = r.id) AS decisions
            FROM reviewers r ORDER BY lower(r.name)"""
     )
-    return cur.fetchall()
+    return cast(list[ReviewerListRow], cur.fetchall())
 
 
 def revoke_reviewer(cur: Cursor, name: str) -> bool:
@@ -109,21 +123,28 @@ def _burn_unused_tickets(cur: Cursor, reviewer_row: Row | None, why: str) -> boo
 # --- decisions ----------------------------------------------------------------------------------
 
 
-def decision_of(cur: Cursor, case_id: str, decision_id: int) -> Row | None:
+class DecisionSummaryRow(TypedDict):
+    decision: str
+    reviewer: str
+    effective_action: str
+    effective_amount: Decimal
+
+
+def decision_of(cur: Cursor, case_id: str, decision_id: int) -> DecisionSummaryRow | None:
     """One recorded decision of this dispute (None if the id belongs to another dispute)."""
     cur.execute(
         "SELECT decision, reviewer, effective_action, effective_amount FROM review_decisions WHERE id = %s AND case_id = %s",
         (decision_id, case_id),
     )
-    return cur.fetchone()
+    return cast(DecisionSummaryRow | None, cur.fetchone())
 
 
-def decisions_for(cur: Cursor, case_id: str, version: int | None = None) -> list[Row]:
+def decisions_for(cur: Cursor, case_id: str, version: int | None = None) -> list[ReviewDecisionRow]:
     if version is None:
         cur.execute("SELECT * FROM review_decisions WHERE case_id = %s ORDER BY id", (case_id,))
     else:
         cur.execute("SELECT * FROM review_decisions WHERE case_id = %s AND proposal_version = %s ORDER BY id", (case_id, version))
-    return cur.fetchall()
+    return cast(list[ReviewDecisionRow], cur.fetchall())
 
 
 def insert_decision(
@@ -149,7 +170,14 @@ def insert_decision(
     return int(cast(Row, cur.fetchone())["id"])  # INSERT ... RETURNING: always a row
 
 
-def decided_awaiting_execution(cur: Cursor, limit: int = 1000) -> list[Row]:
+class AwaitingExecutionRow(TypedDict):
+    case_id: str
+    status: str
+    proposal_version: int
+    decision_id: int  # the latest decision on the current proposal version
+
+
+def decided_awaiting_execution(cur: Cursor, limit: int = 1000) -> list[AwaitingExecutionRow]:
     """Disputes whose current proposal has a final decision that no review run has carried out
     yet, found by their state (never by an id cursor: a decision that commits late is still
     found). The decision id makes each run key unique per decision."""
@@ -163,7 +191,7 @@ def decided_awaiting_execution(cur: Cursor, limit: int = 1000) -> list[Row]:
            ORDER BY w.updated_at, w.case_id LIMIT %s""",
         (limit,),
     )
-    return cur.fetchall()
+    return cast(list[AwaitingExecutionRow], cur.fetchall())
 
 
 # --- launchpad tickets --------------------------------------------------------------------------

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, TypedDict, cast, overload
 
-from dispute_platform.store.db import Cursor, Row
+from dispute_platform.store.db import Cursor
+from dispute_platform.store.rows import SandboxCreditRow, SandboxRefundRow
 
 Ledger = Literal["sandbox_refunds", "sandbox_credits"]
 
@@ -19,7 +20,19 @@ def lock_key(cur: Cursor, name: str) -> None:
     cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
 
 
-def remembered(cur: Cursor, table: Ledger, idempotency_key: str, ttl_hours: float) -> Row | None:
+@overload
+def remembered(
+    cur: Cursor, table: Literal["sandbox_refunds"], idempotency_key: str, ttl_hours: float
+) -> SandboxRefundRow | None: ...
+@overload
+def remembered(
+    cur: Cursor, table: Literal["sandbox_credits"], idempotency_key: str, ttl_hours: float
+) -> SandboxCreditRow | None: ...
+@overload
+def remembered(
+    cur: Cursor, table: Ledger, idempotency_key: str, ttl_hours: float
+) -> SandboxRefundRow | SandboxCreditRow | None: ...
+def remembered(cur: Cursor, table: Ledger, idempotency_key: str, ttl_hours: float) -> SandboxRefundRow | SandboxCreditRow | None:
     """The movement made with this key, if the provider still remembers the key."""
     if table not in ("sandbox_refunds", "sandbox_credits"):
         raise ValueError(f"not a sandbox ledger: {table}")
@@ -28,7 +41,7 @@ def remembered(cur: Cursor, table: Ledger, idempotency_key: str, ttl_hours: floa
         "ORDER BY created_at DESC LIMIT 1",
         (idempotency_key, ttl_hours * 3600),
     )
-    return cur.fetchone()
+    return cast(SandboxRefundRow | SandboxCreditRow | None, cur.fetchone())
 
 
 def insert_credit(
@@ -41,7 +54,7 @@ def insert_credit(
     idempotency_key: str,
     reason: str,
     case_id: str,
-) -> Row:
+) -> SandboxCreditRow:
     cur.execute(
         """INSERT INTO sandbox_credits (credit_id, customer_id, amount, currency, idempotency_key, reason, case_id)
            VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING *""",
@@ -49,28 +62,37 @@ def insert_credit(
     )
     row = cur.fetchone()
     assert row is not None  # INSERT ... RETURNING always returns the row
-    return row
+    return cast(SandboxCreditRow, row)
 
 
-def credits_for_case(cur: Cursor, customer_id: str, case_id: str) -> list[Row]:
+def credits_for_case(cur: Cursor, customer_id: str, case_id: str) -> list[SandboxCreditRow]:
     cur.execute(
         "SELECT * FROM sandbox_credits WHERE customer_id = %s AND case_id = %s ORDER BY created_at", (customer_id, case_id)
     )
-    return cur.fetchall()
+    return cast(list[SandboxCreditRow], cur.fetchall())
 
 
-def refunds_on(cur: Cursor, charge_ids: list[str]) -> list[Row]:
+class RefundOnChargeRow(TypedDict):
+    refund_id: str
+    charge_id: str
+    amount: Decimal
+    created_at: datetime
+    reason: str
+    idempotency_key: str
+
+
+def refunds_on(cur: Cursor, charge_ids: list[str]) -> list[RefundOnChargeRow]:
     cur.execute(
         "SELECT refund_id, charge_id, amount, created_at, reason, idempotency_key FROM sandbox_refunds "
         "WHERE charge_id = ANY(%s) ORDER BY created_at",
         (charge_ids,),
     )
-    return cur.fetchall()
+    return cast(list[RefundOnChargeRow], cur.fetchall())
 
 
-def refunds_for_case(cur: Cursor, charge_id: str, case_id: str) -> list[Row]:
+def refunds_for_case(cur: Cursor, charge_id: str, case_id: str) -> list[SandboxRefundRow]:
     cur.execute("SELECT * FROM sandbox_refunds WHERE charge_id = %s AND case_id = %s ORDER BY created_at", (charge_id, case_id))
-    return cur.fetchall()
+    return cast(list[SandboxRefundRow], cur.fetchall())
 
 
 def refunded_total(cur: Cursor, charge_id: str) -> Decimal:
@@ -91,7 +113,7 @@ def insert_refund(
     reason: str,
     created_at: datetime,
     case_id: str,
-) -> Row:
+) -> SandboxRefundRow:
     cur.execute(
         """INSERT INTO sandbox_refunds (refund_id, charge_id, customer_id, amount, currency, idempotency_key, reason,
                                         created_at, case_id)
@@ -100,4 +122,4 @@ def insert_refund(
     )
     row = cur.fetchone()
     assert row is not None  # INSERT ... RETURNING always returns the row
-    return row
+    return cast(SandboxRefundRow, row)

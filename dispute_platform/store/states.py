@@ -4,21 +4,43 @@ store/transitions.py, the state machine)."""
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
+from typing import TypedDict, cast
 
-from dispute_platform.store.db import Cursor, Row
+from dispute_platform.store.db import Cursor
+from dispute_platform.store.rows import WorkflowStateRow
 
 
-def state_by_run(cur: Cursor, run_id: str) -> Row | None:
+def state_by_run(cur: Cursor, run_id: str) -> WorkflowStateRow | None:
     """The dispute whose workflow id is `run_id`; None for an unknown or malformed id."""
     try:
         uuid.UUID(run_id)
     except ValueError:
         return None
     cur.execute("SELECT * FROM workflow_states WHERE run_id = %s::uuid", (run_id,))
-    return cur.fetchone()
+    return cast(WorkflowStateRow | None, cur.fetchone())
 
 
-def status_summary(cur: Cursor) -> list[Row]:
+class StatusSummaryRow(TypedDict):
+    """A dispute, its latest proposal (None before the first) and its latest execution (None before one)."""
+
+    case_id: str
+    dispute_type: str | None
+    segment: str | None
+    status: str
+    status_reason: str | None
+    action: str | None
+    amount: Decimal | None
+    currency: str | None
+    confidence: float | None
+    cost_usd: Decimal | None
+    version: int | None
+    flags: list[str] | None
+    execution: str | None  # the execution's status
+    executed_amount: Decimal | None
+
+
+def status_summary(cur: Cursor) -> list[StatusSummaryRow]:
     """Every dispute with its latest proposal and latest execution: what `status` and `run` print."""
     cur.execute(
         """SELECT w.case_id, w.dispute_type, w.segment, w.status, w.status_reason, p.action, p.amount, p.currency,
@@ -28,4 +50,4 @@ def status_summary(cur: Cursor) -> list[Row]:
            LEFT JOIN LATERAL (SELECT * FROM executions e WHERE e.case_id = w.case_id ORDER BY id DESC LIMIT 1) e ON TRUE
            ORDER BY w.case_id"""
     )
-    return cur.fetchall()
+    return cast(list[StatusSummaryRow], cur.fetchall())
