@@ -1,6 +1,6 @@
 """SQL of proposal calibration (sql/010_calibration.sql): the fitted calibrations, the version of
-the history they were fitted on, and the reviewed proposals a fit learns from. Kept apart from
-store/repo.py, which holds the money path."""
+the history they were fitted on, and the reviewed proposals a fit learns from. Kept apart from the
+money path's modules (proposals, reviewers, executions)."""
 
 from __future__ import annotations
 

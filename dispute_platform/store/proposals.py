@@ -4,13 +4,15 @@ cannot put a new version over the decision (or over an executed dispute)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, cast
+from decimal import Decimal
+from typing import Any, TypedDict, cast
 
 from dispute_platform.domain.states import Status
 from dispute_platform.store.audit import jsonb
 from dispute_platform.store.db import Cursor, Row
+from dispute_platform.store.rows import ProposalRow
 from dispute_platform.store.transitions import lock_case, transition
 
 
@@ -55,7 +57,32 @@ def save_proposal(
     return version
 
 
-def token_totals(cur: Cursor, case_ids: list[str]) -> dict[str, Row]:
+def latest_proposal(cur: Cursor, case_id: str) -> ProposalRow | None:
+    cur.execute("SELECT * FROM proposals WHERE case_id = %s ORDER BY version DESC LIMIT 1", (case_id,))
+    return cast(ProposalRow | None, cur.fetchone())
+
+
+def latest_proposals(cur: Cursor, case_ids: Sequence[str]) -> dict[str, ProposalRow]:
+    cur.execute(
+        "SELECT DISTINCT ON (case_id) * FROM proposals WHERE case_id = ANY(%s) ORDER BY case_id, version DESC",
+        (list(case_ids),),
+    )
+    return {row["case_id"]: row for row in cast(list[ProposalRow], cur.fetchall())}
+
+
+def set_proposal_status(cur: Cursor, case_id: str, version: int, status: str) -> None:
+    cur.execute("UPDATE proposals SET status = %s WHERE case_id = %s AND version = %s", (status, case_id, version))
+
+
+class TokenTotalsRow(TypedDict):
+    case_id: str
+    input_tokens: int
+    output_tokens: int
+    proposals: int
+    cache_hits: int
+
+
+def token_totals(cur: Cursor, case_ids: list[str]) -> dict[str, TokenTotalsRow]:
     """Per dispute: tokens in and out over all its proposals, how many proposals, how many from the cache."""
     cur.execute(
         """SELECT case_id, SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens, COUNT(*) AS proposals,
@@ -63,10 +90,27 @@ def token_totals(cur: Cursor, case_ids: list[str]) -> dict[str, Row]:
            FROM proposals WHERE case_id = ANY(%s) GROUP BY case_id""",
         (case_ids,),
     )
-    return {str(row["case_id"]): row for row in cur.fetchall()}
+    return {str(row["case_id"]): row for row in cast(list[TokenTotalsRow], cur.fetchall())}
 
 
-def calls_since(cur: Cursor, since: datetime | None) -> list[Row]:
+class ProposalCallRow(TypedDict):
+    """One proposal (one model call, or a cache hit) with its dispute's type, segment and status."""
+
+    case_id: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal
+    cache_hit: bool
+    created_at: datetime
+    requests: int
+    estimated_cost_usd: Decimal
+    dispute_type: str | None
+    segment: str | None
+    status: str
+
+
+def calls_since(cur: Cursor, since: datetime | None) -> list[ProposalCallRow]:
     """One row per proposal created at or after `since`, with its dispute's type, segment and status:
     what the cost report is computed from."""
     cur.execute(
@@ -81,4 +125,4 @@ def calls_since(cur: Cursor, since: datetime | None) -> list[Row]:
            ORDER BY p.created_at, p.case_id, p.version""",
         (since,),
     )
-    return cur.fetchall()
+    return cast(list[ProposalCallRow], cur.fetchall())
