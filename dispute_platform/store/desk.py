@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal, TypedDict, cast
+from typing import Any, Literal, cast
 
 from dispute_platform.store.db import Cursor
+from dispute_platform.store.workflow_states import WaitingReviewRow
 
 QueueSort = Literal["age", "amount", "sla"]
 
@@ -24,25 +25,12 @@ _ORDER = {
 }
 
 
-class ReviewQueueRow(TypedDict):
-    """A dispute waiting for a reviewer, its current proposal, its SLA and the decisions so far."""
+class ReviewQueueRow(WaitingReviewRow):
+    """A dispute waiting for a reviewer, its current proposal, its customer, its SLA and the
+    decisions so far."""
 
-    case_id: str
-    status: str
-    dispute_type: str | None
-    segment: str | None
-    disputed_amount: Decimal | None
-    currency: str | None
     customer_id: str | None
     customer_name: str | None
-    version: int
-    action: str
-    amount: Decimal
-    confidence: float
-    flags: list[str]
-    provider: str
-    created_at: datetime
-    age_hours: Decimal
     sla_due_at: datetime
     sla_hours_left: Decimal
     decisions: int

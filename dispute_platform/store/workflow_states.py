@@ -74,11 +74,11 @@ def overdue_reviews(cur: Cursor, older_than_hours: float) -> list[OverdueReviewR
     return cast(list[OverdueReviewRow], cur.fetchall())
 
 
-class PendingReviewRow(TypedDict):
-    """A dispute waiting for a reviewer (workflow_states columns) with its current proposal's."""
+class WaitingReviewRow(TypedDict):
+    """A dispute waiting for a reviewer (workflow_states columns) with its current proposal's:
+    what the review queue's reads share (pending_reviews here, desk.review_queue)."""
 
     case_id: str
-    run_id: str
     status: str
     dispute_type: str | None
     segment: str | None
@@ -92,6 +92,10 @@ class PendingReviewRow(TypedDict):
     provider: str
     created_at: datetime
     age_hours: Decimal
+
+
+class PendingReviewRow(WaitingReviewRow):
+    run_id: str
 
 
 def pending_reviews(cur: Cursor) -> list[PendingReviewRow]:
