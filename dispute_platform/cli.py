@@ -57,11 +57,11 @@ def _materialize_knowledge() -> None:
 @click.option("--skip-vector", is_flag=True, help="Do not (re)build the Chroma collections.")
 def setup(check: bool, reset: bool, yes: bool, skip_db: bool, skip_vector: bool) -> None:
     """Apply the SQL migrations idempotently and seed the knowledge base."""
+    from dispute_platform.local import database
     from dispute_platform.store import migrations
-    from dispute_platform.store.db import Database
 
     with local_services():
-        db = Database(os.environ["DATABASE_URL"])
+        db = database(get_settings())
         if check:
             behind = 0
             table = Table("version", "name", "applied at", "checksum")
@@ -215,7 +215,7 @@ def _summary_table(db, title: str) -> Table:
 def run(auto_approve: bool, timeout: float, no_samples: bool) -> None:
     """The main job: events in, proposals out (and, with --auto-approve, executed resolutions)."""
     from dispute_platform.domain.states import INTAKE_SETTLED
-    from dispute_platform.store.db import Database
+    from dispute_platform.local import database
 
     os.environ.setdefault("SQS_SENSOR_INTERVAL_SECONDS", "2")
     os.environ.setdefault("REVIEW_SENSOR_INTERVAL_SECONDS", "2")
@@ -227,7 +227,7 @@ def run(auto_approve: bool, timeout: float, no_samples: bool) -> None:
 
         settings = get_settings()
         sqs = build_resources(settings)["sqs"]
-        db = Database(os.environ["DATABASE_URL"])
+        db = database(settings)
         if not no_samples and sqs.approximate_depth() == 0:
             sent = sqs.send_many(_sample_events())
             console.print(f"published {sent} sample events to {sqs.dispute_events_queue_url}")
@@ -380,7 +380,7 @@ def reviewer_add(name: str, email: str | None) -> None:
     import psycopg2
 
     from dispute_platform.domain.review import check_reviewer_name
-    from dispute_platform.store.db import Database
+    from dispute_platform.local import database
     from dispute_platform.store.reviewers import add_reviewer
 
     try:
@@ -391,7 +391,7 @@ def reviewer_add(name: str, email: str | None) -> None:
         _migrate(verbose=False)
         token = secrets.token_urlsafe(32)
         try:
-            Database(os.environ["DATABASE_URL"]).transact(lambda cur: add_reviewer(cur, name, token, email))
+            database(get_settings()).transact(lambda cur: add_reviewer(cur, name, token, email))
         except psycopg2.errors.UniqueViolation:
             _fail(f"a reviewer named {name!r} already exists (names are unique whatever their case)")
         console.print(f"reviewer {name} created. Token (shown once, keep it secret):\n{token}")
@@ -399,11 +399,11 @@ def reviewer_add(name: str, email: str | None) -> None:
 
 def _change_reviewer(name: str, change, done: str) -> None:
     """Apply `change(cur)` to the reviewer called `name` (any case); say `done`, or fail if none."""
-    from dispute_platform.store.db import Database
+    from dispute_platform.local import database
 
     with local_services(verbose=False):
         _migrate(verbose=False)
-        if not Database(os.environ["DATABASE_URL"]).transact(change):
+        if not database(get_settings()).transact(change):
             _fail(f"no reviewer named {name!r}")
         console.print(done)
 
@@ -434,12 +434,12 @@ def reviewer_rotate(name: str) -> None:
 @reviewer.command("list")
 def reviewer_list() -> None:
     """Every reviewer record, with whether it is active and how many decisions it made."""
-    from dispute_platform.store.db import Database
+    from dispute_platform.local import database
     from dispute_platform.store.reviewers import list_reviewers
 
     with local_services(verbose=False):
         _migrate(verbose=False)
-        rows = Database(os.environ["DATABASE_URL"]).transact(list_reviewers)
+        rows = database(get_settings()).transact(list_reviewers)
         table = Table("name", "kind", "e-mail", "created", "state", "decisions")
         for row in rows:
             state = f"revoked {row['disabled_at']:%Y-%m-%d %H:%M}" if row["disabled_at"] else "active"
@@ -455,10 +455,10 @@ def reviewer_list() -> None:
 @main.command()
 def status() -> None:
     """Print every dispute with its status, proposal and execution."""
-    from dispute_platform.store.db import Database
+    from dispute_platform.local import database
 
     with local_services(verbose=False):
-        console.print(_summary_table(Database(os.environ["DATABASE_URL"]), "Disputes"))
+        console.print(_summary_table(database(get_settings()), "Disputes"))
 
 
 # --- commands whose bodies live in dispute_platform/commands/ ------------------------------------

@@ -2,9 +2,9 @@
 SQS-compatible endpoint (moto's server) with the three queues, and a DAGSTER_HOME whose
 dagster.yaml puts Dagster's own storage on the same PostgreSQL server.
 
-Whatever is configured in the environment is used as is; only the missing parts are started.
-Everything is published to child processes (webserver, daemon, runs) through environment
-variables, so they all see the same services.
+Whatever is configured is used as is; only the missing parts are started. `LocalServices` returns
+what it started as a `Settings` (for this process) and as environment variables (for the child
+processes: webserver, daemon, runs), so they all see the same services.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import SecretStr
 
 from dispute_platform.logs import dagster_python_logs_config
-from dispute_platform.settings import REPO_ROOT, Settings, get_settings
+from dispute_platform.settings import REPO_ROOT, Settings
 from dispute_platform.store.db import Database, sqlalchemy_url
 
 log = logging.getLogger(__name__)
@@ -78,16 +79,23 @@ def _port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def _sqs_client(endpoint: str) -> Any:
+def _sqs_client(endpoint: str, region: str) -> Any:
     import boto3
 
-    return boto3.client("sqs", endpoint_url=endpoint, region_name=os.environ.get("AWS_REGION", "us-east-1"))
+    # A local endpoint takes any credentials.
+    return boto3.client(
+        "sqs",
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "local"),
+        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
+    )
 
 
-def create_local_queues(endpoint: str, *, suffix: str = "") -> dict[str, str]:
+def create_local_queues(endpoint: str, *, suffix: str = "", region: str = "us-east-1") -> dict[str, str]:
     """Create (idempotently) the queues, with a redrive policy from events to the DLQ, keyed by
     the settings' variable names. `suffix` is appended to each queue's name."""
-    sqs = _sqs_client(endpoint)
+    sqs = _sqs_client(endpoint, region)
     dlq_url = sqs.create_queue(QueueName=QUEUE_NAMES["DISPUTE_EVENTS_DLQ_URL"] + suffix)["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     events_url = sqs.create_queue(
@@ -112,6 +120,14 @@ def scratch_queues(endpoint: str) -> dict[str, str]:
     }
 
 
+def database(settings: Settings, **options: Any) -> Database:
+    """The platform database `settings` name (after `LocalServices.start()`, the embedded one if
+    none was configured)."""
+    if settings.database_url is None:
+        raise RuntimeError("no DATABASE_URL: start LocalServices (or configure one) first")
+    return Database(settings.database_url.get_secret_value(), **options)
+
+
 def dagster_yaml(*, max_concurrent_runs: int = 2, llm_pool_default: int = 4) -> dict[str, Any]:
     """Dagster's instance config: Postgres storage (URL from the environment, so no password is
     written to disk), the queued run coordinator with a run limit, and pool limits."""
@@ -132,14 +148,22 @@ def dagster_yaml(*, max_concurrent_runs: int = 2, llm_pool_default: int = 4) -> 
 
 
 class LocalServices(AbstractContextManager["LocalServices"]):
-    """Start what is not configured; publish it all in os.environ for this process and its children."""
+    """Start what is not configured and say what was started; edit nothing in the environment.
+
+    After `start()`, `settings` is the configuration with the started services filled in (what
+    this process passes down), and `environment` holds the variables that point other processes
+    at the same services (webserver, daemon, code server, runs: they read their own settings from
+    the environment), plus what Dagster itself reads from the environment (DAGSTER_HOME,
+    DAGSTER_POSTGRES_URL in dagster.yaml, the resources' `EnvVar` secrets). The command that
+    owns the process decides where they go (`commands.shell.local_services`)."""
 
     def __init__(self, settings: Settings | None = None, *, sqs_port: int | None = None):
-        self.settings = settings or get_settings()
-        self.sqs_port = sqs_port or self.settings.local_sqs_port
+        self.configured = settings or Settings()
+        self.settings = self.configured
+        self.sqs_port = sqs_port or self.configured.local_sqs_port
+        self.environment: dict[str, str] = {}
         self._moto: Any = None
         self._embedded_pgdata: Path | None = None  # set when this process holds the embedded server
-        self._published_urls: dict[str, str] = {}  # environment variables that point at it
         self.started: list[str] = []
 
     def __enter__(self) -> LocalServices:
@@ -155,34 +179,36 @@ class LocalServices(AbstractContextManager["LocalServices"]):
 
     # -- parts --------------------------------------------------------------------------------
     def _database(self) -> str:
-        if os.environ.get("DATABASE_URL"):
-            return os.environ["DATABASE_URL"]
+        if self.configured.database_url is not None:
+            return self.configured.database_url.get_secret_value()
         from dispute_platform.store.embedded import embedded_database_url
 
-        url = embedded_database_url(self.settings.pgdata)
-        self._embedded_pgdata = self.settings.pgdata
-        os.environ["DATABASE_URL"] = url
-        self._published_urls["DATABASE_URL"] = url
-        self.started.append(f"PostgreSQL (embedded, data in {self.settings.pgdata})")
+        url = embedded_database_url(self.configured.pgdata)
+        self._embedded_pgdata = self.configured.pgdata
+        self.started.append(f"PostgreSQL (embedded, data in {self.configured.pgdata})")
         return url
 
-    def _sqs(self) -> None:
-        if os.environ.get("DISPUTE_EVENTS_QUEUE_URL"):
-            return
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
-        os.environ.setdefault("AWS_REGION", self.settings.aws_region)
-        endpoint = os.environ.get("SQS_ENDPOINT_URL") or f"http://127.0.0.1:{self.sqs_port}"
-        if not _port_open("127.0.0.1", self.sqs_port) and not os.environ.get("SQS_ENDPOINT_URL"):
+    def _sqs(self) -> dict[str, str]:
+        configured = self.configured
+        if configured.dispute_events_queue_url:
+            return {}
+        endpoint = configured.sqs_endpoint_url or f"http://127.0.0.1:{self.sqs_port}"
+        if not configured.sqs_endpoint_url and not _port_open("127.0.0.1", self.sqs_port):
             from dispute_platform.local_sqs import start_local_sqs
 
             self._moto = start_local_sqs(self.sqs_port)
             self.started.append(f"SQS-compatible endpoint (moto) at {endpoint}")
-        os.environ["SQS_ENDPOINT_URL"] = endpoint
-        os.environ.update(create_local_queues(endpoint))
+        return {
+            # The local endpoint takes any key; boto3 wants one.
+            "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
+            "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
+            "AWS_REGION": configured.aws_region,
+            "SQS_ENDPOINT_URL": endpoint,
+            **create_local_queues(endpoint, region=configured.aws_region),
+        }
 
-    def _dagster_home(self, database_url: str) -> Path:
-        home = Path(os.environ.get("DAGSTER_HOME") or self.settings.home / "dagster").resolve()
+    def _dagster_home(self) -> Path:
+        home = self.configured.dagster_dir
         home.mkdir(parents=True, exist_ok=True)
         config = home / "dagster.yaml"
         if not config.exists():
@@ -193,22 +219,35 @@ class LocalServices(AbstractContextManager["LocalServices"]):
             missing = {k: v for k, v in dagster_yaml().items() if k == "python_logs" and k not in current}
             if missing:
                 config.write_text(yaml.safe_dump({**current, **missing}, sort_keys=False))
-        os.environ["DAGSTER_HOME"] = str(home)
-        if not os.environ.get("DAGSTER_POSTGRES_URL"):
-            os.environ["DAGSTER_POSTGRES_URL"] = sqlalchemy_url(database_url)
-            if self._embedded_pgdata is not None:
-                self._published_urls["DAGSTER_POSTGRES_URL"] = os.environ["DAGSTER_POSTGRES_URL"]
         return home
 
     def start(self) -> LocalServices:
-        for name, value in DAGSTER_ENV_DEFAULTS.items():
-            os.environ.setdefault(name, value)
         url = self._database()
-        self._sqs()
-        self._dagster_home(url)
-        os.environ.setdefault("DISPUTE_PLATFORM_HOME", str(self.settings.home))
-        get_settings.cache_clear()
-        self.settings = get_settings()
+        queues = self._sqs()
+        home = self._dagster_home()
+        environment = {name: os.environ.get(name, value) for name, value in DAGSTER_ENV_DEFAULTS.items()}
+        environment |= {
+            "DATABASE_URL": url,
+            "DAGSTER_HOME": str(home),
+            "DAGSTER_POSTGRES_URL": os.environ.get("DAGSTER_POSTGRES_URL") or sqlalchemy_url(url),
+            "DISPUTE_PLATFORM_HOME": str(self.configured.home),
+            **queues,
+        }
+        self.environment = environment
+        # What this process runs on: the configuration, with what was started filled in.
+        self.settings = self.configured.model_copy(
+            update={
+                "database_url": SecretStr(url),
+                "dagster_home": home,
+                "dispute_platform_home": self.configured.home,
+                "sqs_endpoint_url": queues.get("SQS_ENDPOINT_URL", self.configured.sqs_endpoint_url),
+                "dispute_events_queue_url": queues.get("DISPUTE_EVENTS_QUEUE_URL", self.configured.dispute_events_queue_url),
+                "human_review_notifications_queue_url": queues.get(
+                    "HUMAN_REVIEW_NOTIFICATIONS_QUEUE_URL", self.configured.human_review_notifications_queue_url
+                ),
+                "dispute_events_dlq_url": queues.get("DISPUTE_EVENTS_DLQ_URL", self.configured.dispute_events_dlq_url),
+            }
+        )
         return self
 
     def stop(self) -> None:
@@ -223,15 +262,9 @@ class LocalServices(AbstractContextManager["LocalServices"]):
 
             pgdata, self._embedded_pgdata = self._embedded_pgdata, None
             release_embedded_database(pgdata)
-            # A later LocalServices in this process (tests, CliRunner) must start it again, not
-            # reach for a server that is gone.
-            for name, value in self._published_urls.items():
-                if os.environ.get(name) == value:
-                    del os.environ[name]
-            self._published_urls = {}
 
-    def database(self) -> Database:
-        return Database(os.environ["DATABASE_URL"])
+    def database(self, **options: Any) -> Database:
+        return database(self.settings, **options)
 
     @property
     def workspace(self) -> Path:

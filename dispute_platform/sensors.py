@@ -20,6 +20,7 @@ from dagster import (
     DefaultSensorStatus,
     ResourceParam,
     RunRequest,
+    SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
@@ -31,7 +32,7 @@ from dispute_platform.resources.email import EmailSender
 from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.resources.sqs import SQSResource
 from dispute_platform.run_keys import BATCH_TAG
-from dispute_platform.settings import get_settings
+from dispute_platform.settings import Settings
 from dispute_platform.store import repo
 from dispute_platform.store import reviewers as reviewer_store
 from dispute_platform.store import run_disputes as batches
@@ -105,17 +106,10 @@ def intake_batches(new: list[repo.NewDispute], requests: list[RunRequest]) -> di
     return out
 
 
-@sensor(
-    name="sqs_dispute_sensor",
-    minimum_interval_seconds=get_settings().sqs_sensor_interval_seconds,
-    default_status=DefaultSensorStatus.RUNNING,
-    asset_selection=INTAKE_ASSETS,
-    description="Receives dispute events from SQS in batches of 10 (several receives in flight), stores them (bad "
-    "bodies become rejected_events rows), deletes the messages, adds a partition per new dispute and starts intake "
-    "runs.",
-)
-def sqs_dispute_sensor(context: SensorEvaluationContext, sqs: SQSResource, postgres: PostgresResource):
-    settings = get_settings()
+def receive_disputes(
+    context: SensorEvaluationContext, sqs: SQSResource, postgres: PostgresResource, settings: Settings
+) -> SensorResult | SkipReason:
+    """One tick of `sqs_dispute_sensor`."""
     db = postgres.db
     # SQS_HAND_OVER: a run's worth stored ends the tick (its run is created now, the rest next tick).
     stats = ingest_from_queue(
@@ -239,23 +233,10 @@ def review_run_requests(db, instance, decided: list[dict], most: int, max_gap: i
     return [review_run_request(batch, members[batch]) for batch in wanted]
 
 
-@sensor(
-    name="review_decision_sensor",
-    minimum_interval_seconds=get_settings().review_sensor_interval_seconds,
-    default_status=DefaultSensorStatus.RUNNING,
-    asset_selection=REVIEW_ASSETS,
-    description="Finds, by their state in Postgres, disputes whose current proposal has a final decision not yet "
-    "carried out, and starts review_decision -> executed_resolution -> resolution_embedding for them (decided disputes "
-    "that are near each other in the partition set share a run, up to REVIEW_BATCH_SIZE); escalates reviews pending "
-    "longer than the SLA.",
-)
-def review_decision_sensor(
-    context: SensorEvaluationContext,
-    postgres: PostgresResource,
-    sqs: SQSResource,
-    email: ResourceParam[EmailSender],
-):
-    settings = get_settings()
+def start_decided_reviews(
+    context: SensorEvaluationContext, postgres: PostgresResource, sqs: SQSResource, email: EmailSender, settings: Settings
+) -> SensorResult | SkipReason:
+    """One tick of `review_decision_sensor`."""
     db = postgres.db
     for overdue in db.transact(lambda cur: repo.overdue_reviews(cur, settings.review_sla_hours)):
         # Compare-and-set: a decision recorded since the read wins, and nobody is told twice.
@@ -272,3 +253,36 @@ def review_decision_sensor(
     return SensorResult(
         run_requests=review_run_requests(db, context.instance, decided, settings.review_batch_size, settings.review_range_max_gap)
     )
+
+
+def build_sensors(settings: Settings) -> list[SensorDefinition]:
+    """The two dispute sensors, their intervals and every value their ticks use from `settings`."""
+
+    @sensor(
+        name="sqs_dispute_sensor",
+        minimum_interval_seconds=settings.sqs_sensor_interval_seconds,
+        default_status=DefaultSensorStatus.RUNNING,
+        asset_selection=INTAKE_ASSETS,
+        description="Receives dispute events from SQS in batches of 10 (several receives in flight), stores them (bad "
+        "bodies become rejected_events rows), deletes the messages, adds a partition per new dispute and starts intake "
+        "runs.",
+    )
+    def sqs_dispute_sensor(context: SensorEvaluationContext, sqs: SQSResource, postgres: PostgresResource):
+        return receive_disputes(context, sqs, postgres, settings)
+
+    @sensor(
+        name="review_decision_sensor",
+        minimum_interval_seconds=settings.review_sensor_interval_seconds,
+        default_status=DefaultSensorStatus.RUNNING,
+        asset_selection=REVIEW_ASSETS,
+        description="Finds, by their state in Postgres, disputes whose current proposal has a final decision not yet "
+        "carried out, and starts review_decision -> executed_resolution -> resolution_embedding for them (decided "
+        "disputes that are near each other in the partition set share a run, up to REVIEW_BATCH_SIZE); escalates "
+        "reviews pending longer than the SLA.",
+    )
+    def review_decision_sensor(
+        context: SensorEvaluationContext, postgres: PostgresResource, sqs: SQSResource, email: ResourceParam[EmailSender]
+    ):
+        return start_decided_reviews(context, postgres, sqs, email, settings)
+
+    return [sqs_dispute_sensor, review_decision_sensor]

@@ -6,7 +6,6 @@ the two cannot drift apart. Secrets are `SecretStr`: they print as '**********'.
 
 from __future__ import annotations
 
-import os
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -27,6 +26,10 @@ class Settings(BaseSettings):
     dispute_platform_home: Path = Field(
         default=Path(".dispute_platform"),
         description="Folder for local state: embedded Postgres data, Chroma, e-mail outbox, Dagster home.",
+    )
+    dagster_home: Path | None = Field(
+        default=None,
+        description="Dagster's home (dagster.yaml, run logs). Unset: DISPUTE_PLATFORM_HOME/dagster, made by the CLI.",
     )
     # --- PostgreSQL --------------------------------------------------------------------------
     database_url: SecretStr | None = Field(
@@ -267,8 +270,8 @@ class Settings(BaseSettings):
         return self.home / "pgdata"
 
     @property
-    def dagster_home(self) -> Path:
-        return Path(os.environ["DAGSTER_HOME"]) if os.environ.get("DAGSTER_HOME") else self.home / "dagster"
+    def dagster_dir(self) -> Path:
+        return (self.dagster_home or self.home / "dagster").resolve()
 
     @property
     def postgres_connections(self) -> int:
@@ -295,4 +298,15 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """This process's settings: the ones a command installed with `use_settings` (the CLI, once
+    it has started what was not configured), else read from the environment once."""
+    return _installed[-1] if _installed else Settings()
+
+
+_installed: list[Settings] = []
+
+
+def use_settings(settings: Settings | None) -> None:
+    """Make `settings` what `get_settings()` returns in this process (None: the environment's again)."""
+    _installed[:] = [] if settings is None else [settings]
+    get_settings.cache_clear()

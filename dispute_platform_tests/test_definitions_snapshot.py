@@ -14,7 +14,7 @@ SNAPSHOT = Path(__file__).parent / "data" / "definitions_snapshot.json"
 def describe() -> dict:
     from dispute_platform.definitions import defs
 
-    repo = defs.get_repository_def()
+    repo = defs().get_repository_def()
     graph = repo.asset_graph
     assets = {}
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from decimal import Decimal
 from pathlib import Path
 
@@ -73,10 +72,9 @@ def from_results(path: Path) -> list[dict]:
 
 def from_database() -> list[dict]:
     from dispute_platform.local import LocalServices
-    from dispute_platform.store.db import Database
 
-    with LocalServices():
-        db = Database(os.environ["DATABASE_URL"])
+    with LocalServices() as services:
+        db = services.database()
         found = db.fetch_all(
             """SELECT DISTINCT ON (p.case_id) p.proposal, p.flags, ARRAY(SELECT check_name FROM check_results c
                       WHERE c.case_id = p.case_id AND c.proposal_version = p.version AND NOT c.passed) AS failed

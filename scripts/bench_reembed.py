@@ -227,7 +227,7 @@ def child_backfill(url: str, chroma: str, per_run: int, page_size: int) -> dict:
     """The resolution_index asset through Dagster, a range of buckets per run."""
     from dagster import DagsterInstance, materialize
 
-    from dispute_platform.assets.resolution_index import resolution_index
+    from dispute_platform.assets.resolution_index import build_resolution_index
     from dispute_platform.domain.reembed import all_buckets
     from dispute_platform.resources.postgres import PostgresResource
     from dispute_platform.resources.vectors import Embedder, VectorStoreResource
@@ -239,7 +239,7 @@ def child_backfill(url: str, chroma: str, per_run: int, page_size: int) -> dict:
     runs = 0
     for r in all_buckets(per_run):
         result = materialize(
-            [resolution_index],
+            [build_resolution_index(per_run)],
             instance=instance,
             resources=resources,
             tags={"dagster/asset_partition_range_start": r.start, "dagster/asset_partition_range_end": r.end},

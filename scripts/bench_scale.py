@@ -230,9 +230,9 @@ def measure(args, n: int, seeded: Path, world: Path, ids: list[str], endpoint: s
     from dispute_platform.local import scratch_queues
     from dispute_platform.resources.postgres import PostgresResource
     from dispute_platform.resources.sqs import SQSResource
-    from dispute_platform.sensors import review_decision_sensor, sqs_dispute_sensor
     from dispute_platform.store.db import Database, sqlalchemy_url
     from dispute_platform.store.scratch import scratch_database
+    from dispute_platform_tests.definitions import review_decision_sensor, sqs_dispute_sensor
     from dispute_platform_tests.integration.harness import INTAKE, build_test_resources, decide
 
     figures = Figures(n)

@@ -57,10 +57,10 @@ from dagster import DagsterInstance, SensorResult, build_sensor_context  # noqa:
 from dispute_platform.local import dagster_yaml, scratch_queues  # noqa: E402
 from dispute_platform.resources.postgres import PostgresResource  # noqa: E402
 from dispute_platform.resources.sqs import SQSResource  # noqa: E402
-from dispute_platform.sensors import sqs_dispute_sensor  # noqa: E402
 from dispute_platform.settings import get_settings  # noqa: E402
 from dispute_platform.store.db import Database, sqlalchemy_url  # noqa: E402
 from dispute_platform.store.scratch import scratch_database  # noqa: E402
+from dispute_platform_tests.definitions import sqs_dispute_sensor  # noqa: E402
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TARGET_SECONDS = 30.0

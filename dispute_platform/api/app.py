@@ -25,6 +25,7 @@ from dispute_platform.api.desk import DeskConfig, create_desk
 from dispute_platform.daemon_status import DaemonState, DaemonWatch
 from dispute_platform.domain.models import CASE_ID_PATTERN, CleanText, ModifiedResolution
 from dispute_platform.domain.review import DecisionRefused
+from dispute_platform.local import database
 from dispute_platform.resources.limits import Limits
 from dispute_platform.settings import Settings
 from dispute_platform.store import actions as actions_store
@@ -347,8 +348,6 @@ def create_app(
 
 def app_from_environment() -> FastAPI:
     """The app the `dispute-platform api` command serves (uvicorn factory)."""
-    import os
-
     from dispute_platform.settings import get_settings
 
     settings = get_settings()
@@ -359,7 +358,7 @@ def app_from_environment() -> FastAPI:
         sqs = build_resources(settings)["sqs"]
         queue_ping = sqs.approximate_depth
     return create_app(
-        Database(os.environ["DATABASE_URL"]),
+        database(settings),
         limits=Limits.from_settings(settings),
         queue_ping=queue_ping,
         daemon_state=DaemonWatch(),

@@ -27,6 +27,7 @@ from dagster import (
     AssetKey,
     AssetMaterialization,
     AssetObservation,
+    AssetsDefinition,
     BackfillPolicy,
     Backoff,
     Config,
@@ -58,7 +59,7 @@ from dispute_platform.resources.providers import BillingProvider, CRMProvider, P
 from dispute_platform.resources.sqs import SQSResource
 from dispute_platform.resources.vectors import VectorStoreResource
 from dispute_platform.run_keys import add_metadata, report_foreign, run_disputes
-from dispute_platform.settings import get_settings
+from dispute_platform.settings import Settings, get_settings
 from dispute_platform.store import repo
 from dispute_platform.store.proposals import save_proposal
 from dispute_platform.store.transitions import transition
@@ -738,3 +739,7 @@ def resolution_embedding(
             },
         )
     return MaterializeResult()
+
+
+def build_dispute_assets(settings: Settings) -> list[AssetsDefinition]:  # TEMPORARY shim until thin assets merge
+    return [raw_case, enriched_context, ai_proposal, review_decision, executed_resolution, resolution_embedding]

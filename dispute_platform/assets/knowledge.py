@@ -1,13 +1,13 @@
 """Unpartitioned knowledge assets: the company's policies and the past resolutions, in Chroma."""
 
 from collections import Counter
+from pathlib import Path
 
-from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetsDefinition, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
 from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.resources.vectors import VectorStoreResource
-from dispute_platform.settings import get_settings
 from dispute_platform.store import history
 from dispute_platform.workflow.calibration import refit
 from dispute_platform.workflow.knowledge import embed_history, load_policies, load_seed_history
@@ -15,14 +15,25 @@ from dispute_platform.workflow.knowledge import embed_history, load_policies, lo
 GROUP = "knowledge"
 
 
-@asset(
-    group_name=GROUP,
-    kinds={"chroma", "docx"},
-    pool="chroma_writer",
-    description="policies/*.docx cut along their numbered sections into the Chroma collection company_policies.",
-)
-def company_policies(context: AssetExecutionContext, vectors: VectorStoreResource) -> MaterializeResult:
-    chunks = load_policies(vectors, get_settings().policies_dir)
+def build_company_policies(policies_dir: Path) -> AssetsDefinition:
+    """The policies asset over the .docx files in `policies_dir` (POLICIES_DIR)."""
+
+    @asset(
+        name="company_policies",
+        group_name=GROUP,
+        kinds={"chroma", "docx"},
+        pool="chroma_writer",
+        description="policies/*.docx cut along their numbered sections into the Chroma collection company_policies.",
+    )
+    def company_policies(context: AssetExecutionContext, vectors: VectorStoreResource) -> MaterializeResult:
+        return embed_policies(vectors, policies_dir)
+
+    return company_policies
+
+
+def embed_policies(vectors: VectorStoreResource, policies_dir: Path) -> MaterializeResult:
+    """One materialization of `company_policies`."""
+    chunks = load_policies(vectors, policies_dir)
     by_policy = Counter(f"{c.policy_id} {c.title}" for c in chunks)
     table = "\n".join(f"| {name} | {n} |" for name, n in sorted(by_policy.items()))
     return MaterializeResult(

@@ -1,11 +1,13 @@
 """Reports over the platform's state, as assets: the LLM cost report."""
 
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import polars as pl
 from dagster import (
     AssetExecutionContext,
     AssetKey,
+    AssetsDefinition,
     Config,
     MaterializeResult,
     MetadataValue,
@@ -20,7 +22,6 @@ from dispute_platform.reports.chart import png_data_uri, render_cost_chart
 from dispute_platform.reports.costs import DIMENSIONS, build_report, cost_by_day_and_model, report_markdown
 from dispute_platform.reports.queries import load_calls
 from dispute_platform.resources.postgres import PostgresResource
-from dispute_platform.settings import get_settings
 
 _TYPES = {pl.Int64: "int", pl.Float64: "float", pl.Boolean: "bool"}
 
@@ -42,23 +43,33 @@ def report_window(days: int, today: date | None = None) -> date | None:
     return (today or datetime.now(UTC).date()) - timedelta(days=days - 1)
 
 
-class CostReportConfig(Config):
-    days: int = Field(default=get_settings().cost_report_days, ge=0, description="Days covered, today included (0: all).")
+def build_cost_report(default_days: int, folder: Path) -> AssetsDefinition:
+    """The cost report asset: over the last `default_days` days unless its run config says otherwise
+    (COST_REPORT_DAYS), its chart written to `folder`."""
+
+    class CostReportConfig(Config):
+        days: int = Field(default=default_days, ge=0, description="Days covered, today included (0: all).")
+
+    @asset(
+        name="cost_report",
+        group_name="reports",
+        kinds={"postgres", "polars"},
+        deps=[AssetKey("ai_proposal")],
+        description="LLM cost per day, dispute type, model and customer segment (disputes, tokens in and out, cost, "
+        "mean/p95/max per dispute, cache hit rate, disputes blocked by a cap), from Postgres with polars; "
+        "tables and a chart in the metadata.",
+    )
+    def cost_report(context: AssetExecutionContext, config: CostReportConfig, postgres: PostgresResource) -> MaterializeResult:
+        return report_costs(context, config.days, postgres, folder)
+
+    return cost_report
 
 
-@asset(
-    group_name="reports",
-    kinds={"postgres", "polars"},
-    deps=[AssetKey("ai_proposal")],
-    description="LLM cost per day, dispute type, model and customer segment (disputes, tokens in and out, cost, "
-    "mean/p95/max per dispute, cache hit rate, disputes blocked by a cap), from Postgres with polars; "
-    "tables and a chart in the metadata.",
-)
-def cost_report(context: AssetExecutionContext, config: CostReportConfig, postgres: PostgresResource) -> MaterializeResult:
-    since = report_window(config.days)
+def report_costs(context: AssetExecutionContext, days: int, postgres: PostgresResource, folder: Path) -> MaterializeResult:
+    """One materialization of `cost_report`."""
+    since = report_window(days)
     calls = load_calls(postgres.db, since)
     report = build_report(calls, since)
-    folder = get_settings().home / "reports"
     chart = render_cost_chart(report, cost_by_day_and_model(calls), folder / f"cost_report-{context.run_id[:8]}.png")
     (folder / "cost_report.png").write_bytes(chart.read_bytes())  # the latest, at a stable path
     total = report.total.row(0, named=True) if report.total.height else {}

@@ -9,6 +9,7 @@ embedding model changes (sensor), or whenever an operator launches a backfill fr
 
 from dagster import (
     AssetExecutionContext,
+    AssetsDefinition,
     BackfillPolicy,
     Config,
     MaterializeResult,
@@ -21,13 +22,10 @@ from dispute_platform.assets.knowledge import historical_resolutions
 from dispute_platform.domain.reembed import BUCKET_KEYS, BUCKETS, bucket_index, markdown_table, results_frame, run_summary
 from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.resources.vectors import VectorStoreResource
-from dispute_platform.settings import get_settings
 from dispute_platform.store.history import bucket_counts
 from dispute_platform.workflow.reembed import PAGE_SIZE, PageProgress, prune_orphans, reembed_bucket
 
 resolution_buckets = StaticPartitionsDefinition(BUCKET_KEYS)
-# A full backfill is BUCKETS / per_run runs; each pays ~5 s of imports (torch) once.
-BUCKETS_PER_RUN = get_settings().reembed_buckets_per_run
 
 
 class ResolutionIndexConfig(Config):
@@ -40,18 +38,24 @@ class ResolutionIndexConfig(Config):
     page_size: int = Field(default=PAGE_SIZE, ge=16, le=4000, description="Rows per keyset page and encoder call.")
 
 
-@asset(
-    partitions_def=resolution_buckets,
-    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=BUCKETS_PER_RUN),
-    group_name="knowledge",
-    deps=[historical_resolutions],
-    kinds={"chroma", "postgres", "polars"},
-    pool="chroma_writer",
-    description=f"Past cases re-embedded into Chroma dispute_resolutions, one partition per hash bucket of the "
-    f"case id ({BUCKETS} buckets, {BUCKETS_PER_RUN} per backfill run). Postgres historical_resolutions is the "
-    "source of truth; every vector carries the model identity (name@weights) that made it.",
-)
-def resolution_index(
+def build_resolution_index(buckets_per_run: int) -> AssetsDefinition:
+    """The asset, its backfills cut into runs of `buckets_per_run` buckets (REEMBED_BUCKETS_PER_RUN):
+    a full backfill is BUCKETS / per_run runs, each paying ~5 s of imports (torch) once."""
+    return asset(
+        name="resolution_index",
+        partitions_def=resolution_buckets,
+        backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=buckets_per_run),
+        group_name="knowledge",
+        deps=[historical_resolutions],
+        kinds={"chroma", "postgres", "polars"},
+        pool="chroma_writer",
+        description=f"Past cases re-embedded into Chroma dispute_resolutions, one partition per hash bucket of the "
+        f"case id ({BUCKETS} buckets, {buckets_per_run} per backfill run). Postgres historical_resolutions is the "
+        "source of truth; every vector carries the model identity (name@weights) that made it.",
+    )(reembed_buckets)
+
+
+def reembed_buckets(
     context: AssetExecutionContext, config: ResolutionIndexConfig, postgres: PostgresResource, vectors: VectorStoreResource
 ) -> MaterializeResult:
     db = postgres.db

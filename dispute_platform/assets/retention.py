@@ -4,12 +4,11 @@ Unpartitioned; each materialisation is one pass (workflow/retention.py) and its 
 the pass did. The pass never touches a dispute in flight, and Postgres keeps every row.
 """
 
-from dagster import AssetExecutionContext, Config, MaterializeResult, asset
+from dagster import AssetExecutionContext, AssetsDefinition, Config, MaterializeResult, asset
 from pydantic import Field
 
 from dispute_platform.domain.retention import RetentionPolicy
 from dispute_platform.resources.postgres import PostgresResource
-from dispute_platform.settings import get_settings
 from dispute_platform.workflow.retention import run_archive_pass
 
 
@@ -17,22 +16,23 @@ class ArchiveConfig(Config):
     dry_run: bool = Field(default=False, description="Decide and report only: archive nothing.")
 
 
-@asset(
-    group_name="operations",
-    kinds={"postgres"},
-    description="Archive pass: settled disputes beyond PARTITION_RETENTION_DAYS or the newest PARTITION_RETENTION_MAX "
-    "leave the `disputes` partition set (batches of ARCHIVE_BATCH_SIZE) and Dagster runs that held only archived "
-    "disputes are deleted with their events; Postgres keeps every row. Never a dispute in flight.",
-)
-def dispute_archive(context: AssetExecutionContext, config: ArchiveConfig, postgres: PostgresResource) -> MaterializeResult:
-    settings = get_settings()
-    report = run_archive_pass(
-        postgres.db,
-        context.instance,
-        RetentionPolicy(settings.partition_retention_days, settings.partition_retention_max),
-        batch_size=settings.archive_batch_size,
-        dry_run=config.dry_run,
-        trigger="dagster",
+def build_dispute_archive(policy: RetentionPolicy, batch_size: int) -> AssetsDefinition:
+    """The archive pass asset under `policy` (PARTITION_RETENTION_DAYS / _MAX), `batch_size` keys at a time."""
+
+    @asset(
+        name="dispute_archive",
+        group_name="operations",
+        kinds={"postgres"},
+        description="Archive pass: settled disputes beyond PARTITION_RETENTION_DAYS or the newest "
+        "PARTITION_RETENTION_MAX leave the `disputes` partition set (batches of ARCHIVE_BATCH_SIZE) and Dagster runs "
+        "that held only archived disputes are deleted with their events; Postgres keeps every row. Never a dispute in "
+        "flight.",
     )
-    context.log.info(f"archive pass: {report.metadata()}")
-    return MaterializeResult(metadata={**report.metadata(), "dry_run": report.dry_run})
+    def dispute_archive(context: AssetExecutionContext, config: ArchiveConfig, postgres: PostgresResource) -> MaterializeResult:
+        report = run_archive_pass(
+            postgres.db, context.instance, policy, batch_size=batch_size, dry_run=config.dry_run, trigger="dagster"
+        )
+        context.log.info(f"archive pass: {report.metadata()}")
+        return MaterializeResult(metadata={**report.metadata(), "dry_run": report.dry_run})
+
+    return dispute_archive

@@ -7,8 +7,6 @@ runs that held only archived disputes are deleted with their events; Postgres ke
 
 from __future__ import annotations
 
-import os
-
 import click
 
 
@@ -21,15 +19,15 @@ def archive_command(dry_run: bool) -> None:
 
     from dispute_platform.commands.shell import console, local_services, migrate
     from dispute_platform.domain.retention import RetentionPolicy
+    from dispute_platform.local import database
     from dispute_platform.settings import get_settings
-    from dispute_platform.store.db import Database
     from dispute_platform.workflow.retention import run_archive_pass
 
     with local_services(verbose=False):
         migrate(verbose=False)
         settings = get_settings()
         policy = RetentionPolicy(settings.partition_retention_days, settings.partition_retention_max)
-        db = Database(os.environ["DATABASE_URL"], maxconn=2)
+        db = database(get_settings(), maxconn=2)
         try:
             with DagsterInstance.get() as instance:
                 report = run_archive_pass(

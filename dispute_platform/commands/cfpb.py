@@ -6,7 +6,6 @@ never duplicates. Parsing and mapping are pure (datasets/cfpb.py); this module o
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -121,9 +120,9 @@ def import_cfpb_command(file: Path, batch_size: int, show_skipped: int) -> None:
 
     from dispute_platform.commands.shell import console, fail, local_services, migrate
     from dispute_platform.datasets.cfpb import CfpbFormatError
+    from dispute_platform.local import database
     from dispute_platform.resources.vectors import VectorStoreResource
     from dispute_platform.settings import get_settings
-    from dispute_platform.store.db import Database
 
     with local_services():
         migrate()
@@ -131,7 +130,7 @@ def import_cfpb_command(file: Path, batch_size: int, show_skipped: int) -> None:
         # The live index, configured as `definitions.build_resources` configures it (without
         # importing the whole code location for one resource).
         vectors = VectorStoreResource.from_settings(settings)
-        db = Database(os.environ["DATABASE_URL"])
+        db = database(get_settings())
 
         def report(s: ImportSummary) -> None:
             console.print(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import date, datetime
 
 import click
@@ -66,12 +65,13 @@ def costs_command(since: date | None, by: tuple[str, ...]) -> None:
     """LLM cost per day, dispute type, model and segment: disputes, tokens, cost (mean, p95, max per
     dispute), cache hit rate and disputes blocked by a cap. The same figures as the cost_report asset."""
     from dispute_platform.commands.shell import console, local_services
+    from dispute_platform.local import database
     from dispute_platform.reports.costs import build_report
     from dispute_platform.reports.queries import load_calls
-    from dispute_platform.store.db import Database
+    from dispute_platform.settings import get_settings
 
     with local_services(verbose=False):
-        db = Database(os.environ["DATABASE_URL"], maxconn=1)
+        db = database(get_settings(), maxconn=1)
         try:
             report = build_report(load_calls(db, since), since)
         finally:

@@ -307,7 +307,7 @@ def check_connectors(settings: Settings) -> Check:
 def check_dagster(pg_ok: bool) -> Check:
     from dispute_platform.settings import get_settings
 
-    home = get_settings().dagster_home
+    home = get_settings().dagster_dir
     config = home / "dagster.yaml"
     if not config.exists():
         return Check(

@@ -5,7 +5,6 @@ Dagster run while a bar counts the past cases embedded by the current model (a S
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -44,12 +43,12 @@ def _expected_history() -> int:
 def materialize_knowledge(console: Console) -> tuple[int, str]:
     """Run the knowledge assets in a Dagster run (a child process, recorded in the instance) and
     count the past cases embedded while it runs. Returns the exit code and the run's output."""
-    from dispute_platform.store.db import Database
+    from dispute_platform.local import database
     from dispute_platform.workflow.reembed import current_model_identity
 
     identity = current_model_identity(get_settings().embedding_model)
     expected = _expected_history()
-    db = Database(os.environ["DATABASE_URL"], maxconn=1)
+    db = database(get_settings(), maxconn=1)
     exe = Path(sys.executable).with_name("dagster")
     command = [str(exe), "asset", "materialize", "-m", "dispute_platform.definitions", "--select", KNOWLEDGE_SELECTION]
 

@@ -7,7 +7,6 @@ backfill policy would cut them. The bar counts rows, page by page.
 
 from __future__ import annotations
 
-import os
 import time
 
 import click
@@ -51,13 +50,13 @@ def reembed_command(stale_only: bool, buckets: str | None, per_run: int | None) 
     from dagster import DagsterInstance, materialize
     from rich.table import Table
 
-    from dispute_platform.assets.resolution_index import resolution_index
+    from dispute_platform.assets.resolution_index import build_resolution_index
     from dispute_platform.commands.progress import counted, progress_records
     from dispute_platform.commands.shell import console, fail, local_services, migrate
     from dispute_platform.definitions import build_resources
+    from dispute_platform.local import database
     from dispute_platform.operations import RANGE_END, RANGE_START, STEP_TAG, TRIGGER_TAG
     from dispute_platform.settings import get_settings
-    from dispute_platform.store.db import Database
     from dispute_platform.store.history import bucket_counts
     from dispute_platform.workflow.reembed import current_model_identity
 
@@ -71,7 +70,7 @@ def reembed_command(stale_only: bool, buckets: str | None, per_run: int | None) 
         settings = get_settings()
         per_run = per_run or settings.reembed_buckets_per_run
         identity = current_model_identity(settings.embedding_model)
-        db = Database(os.environ["DATABASE_URL"], maxconn=2)
+        db = database(settings, maxconn=2)
         counts = bucket_counts(db, selected, stale_for=identity if stale_only else None)
         db.close()
         plan = run_plan(counts, per_run)
@@ -98,7 +97,7 @@ def reembed_command(stale_only: bool, buckets: str | None, per_run: int | None) 
                 for r in plan:
                     started = time.perf_counter()
                     result = materialize(
-                        [resolution_index],
+                        [build_resolution_index(per_run)],
                         instance=instance,
                         resources=resources,
                         tags={RANGE_START: r.start, RANGE_END: r.end, STEP_TAG: "reembed", TRIGGER_TAG: "cli"},

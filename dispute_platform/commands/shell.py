@@ -12,7 +12,8 @@ from contextlib import contextmanager
 
 from rich.console import Console
 
-from dispute_platform.settings import get_settings
+from dispute_platform.local import LocalServices, database
+from dispute_platform.settings import get_settings, use_settings
 
 # Wide enough for the summary table when the output is a file or a CI log.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -24,21 +25,36 @@ def fail(message: str, code: int = 1) -> None:
 
 
 @contextmanager
-def local_services(verbose: bool = True) -> Iterator[object]:
+def local_services(verbose: bool = True) -> Iterator[LocalServices]:
+    """The command's services: what is not configured is started, and for the command's duration
+    its settings (`services.settings`) are this process's settings and its environment is this
+    process's environment. The environment is for Dagster, which reads DAGSTER_HOME and the
+    resources' secrets from it in this process, and for every child process; the platform's own
+    code takes `services.settings`. Both are put back on the way out."""
     from dispute_platform.local import LocalServices
 
     with LocalServices() as services:
         if verbose:
             for item in services.started:
                 console.print(f"[dim]started {item}[/dim]")
-        yield services
+        before = {name: os.environ.get(name) for name in services.environment}
+        os.environ.update(services.environment)
+        use_settings(services.settings)
+        try:
+            yield services
+        finally:
+            use_settings(None)
+            for name, value in before.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def migrate(verbose: bool = True) -> None:
     from dispute_platform.store import migrations
-    from dispute_platform.store.db import Database
 
-    db = Database(os.environ["DATABASE_URL"])
+    db = database(get_settings())
     applied = migrations.apply(db)
     if verbose:
         console.print(

@@ -17,6 +17,12 @@ class PostgresResource(ConfigurableResource):
 
     database_url: str | None = Field(default=None, description="libpq or SQLAlchemy-style URL.")
     pgdata: str = Field(default=".dispute_platform/pgdata", description="Embedded server's data folder.")
+    max_connections: int | None = Field(
+        default=None,
+        ge=1,
+        description="Pool size per process: as many connections as the busiest step's threads use at once "
+        "(build_resources passes Settings.postgres_connections; unset: the pool's own default).",
+    )
 
     @cached_property
     def url(self) -> str:
@@ -28,7 +34,6 @@ class PostgresResource(ConfigurableResource):
 
     @cached_property
     def db(self) -> Database:
-        from dispute_platform.settings import get_settings
-
-        # As many connections as the busiest step's threads use at once (POSTGRES_POOL_SIZE).
-        return Database(self.url, maxconn=get_settings().postgres_connections)
+        if self.max_connections is None:
+            return Database(self.url)
+        return Database(self.url, maxconn=self.max_connections)

@@ -16,7 +16,7 @@ from dagster import DagsterInstance, SensorResult, build_sensor_context, materia
 
 from dispute_platform.domain.world import BUNDLED_WORLD
 from dispute_platform.resources.postgres import PostgresResource
-from dispute_platform.sensors import sqs_dispute_sensor
+from dispute_platform_tests.definitions import sqs_dispute_sensor
 from dispute_platform_tests.fake_http import FakeServer, Reply
 from dispute_platform_tests.integration.harness import INTAKE
 

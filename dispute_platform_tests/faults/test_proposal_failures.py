@@ -16,8 +16,8 @@ from decimal import Decimal
 import pytest
 from dagster import DagsterInstance, materialize
 
-from dispute_platform.assets.disputes import ai_proposal
 from dispute_platform.resources.llm import OpenAIProposer
+from dispute_platform_tests.definitions import ai_proposal
 from dispute_platform_tests.faults.support import Reply, case_in_prompt, completion, event_for, fake_chat
 from dispute_platform_tests.integration.harness import build_test_resources, decide, run_intake, run_review, store_events
 

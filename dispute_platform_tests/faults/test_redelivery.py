@@ -12,8 +12,8 @@ from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_cont
 
 from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.resources.sqs import SQSResource
-from dispute_platform.sensors import review_decision_sensor
 from dispute_platform_tests.conftest import drain
+from dispute_platform_tests.definitions import review_decision_sensor
 from dispute_platform_tests.faults.support import apply_sensor_result, sqs_tick
 from dispute_platform_tests.integration.harness import REVIEW, build_test_resources, decide, refunds, sample_event
 

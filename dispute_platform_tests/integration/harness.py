@@ -11,15 +11,7 @@ from typing import Any
 
 from dagster import DagsterInstance, materialize
 
-from dispute_platform.assets.disputes import (
-    ai_proposal,
-    enriched_context,
-    executed_resolution,
-    raw_case,
-    resolution_embedding,
-    review_decision,
-)
-from dispute_platform.assets.knowledge import company_policies, historical_resolutions
+from dispute_platform.assets.knowledge import historical_resolutions
 from dispute_platform.domain.world import BUNDLED_WORLD
 from dispute_platform.resources.email import OutboxEmail
 from dispute_platform.resources.limits import Limits
@@ -27,6 +19,15 @@ from dispute_platform.resources.llm import PrecedentProposer
 from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.resources.providers import SandboxBilling, SandboxCRM, SandboxPayments
 from dispute_platform.resources.vectors import VectorStoreResource
+from dispute_platform_tests.definitions import (
+    ai_proposal,
+    company_policies,
+    enriched_context,
+    executed_resolution,
+    raw_case,
+    resolution_embedding,
+    review_decision,
+)
 
 INTAKE = [raw_case, enriched_context, ai_proposal]  # the cap checks are declared on ai_proposal
 REVIEW = [review_decision, executed_resolution, resolution_embedding]

@@ -13,13 +13,13 @@ from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_contex
 from dispute_platform.assets.knowledge import proposal_calibration
 from dispute_platform.domain.knowledge import HistoricalResolution
 from dispute_platform.domain.world import SandboxWorld
-from dispute_platform.operations import calibration_sensor
 from dispute_platform.store import calibration as calibration_sql
 from dispute_platform.store import history
 from dispute_platform.store.audit import jsonb
 from dispute_platform.store.reviewers import system_reviewer
 from dispute_platform.workflow.calibration import fit_calibration, load_calibration
 from dispute_platform.workflow.knowledge import load_seed_history, read_seed_history
+from dispute_platform_tests.definitions import calibration_sensor
 from dispute_platform_tests.integration.harness import build_test_resources, reviewer, run_intake, sample_events, store_events
 
 pytestmark = pytest.mark.integration

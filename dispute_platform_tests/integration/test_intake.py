@@ -8,8 +8,9 @@ import pytest
 from dagster import DagsterInstance, SensorResult, build_sensor_context
 
 from dispute_platform.resources.postgres import PostgresResource
-from dispute_platform.sensors import RANGE_END, RANGE_START, sqs_dispute_sensor
+from dispute_platform.sensors import RANGE_END, RANGE_START
 from dispute_platform_tests.conftest import drain
+from dispute_platform_tests.definitions import sqs_dispute_sensor
 from dispute_platform_tests.integration.harness import (
     build_test_resources,
     metadata_for,
@@ -107,7 +108,7 @@ def test_raw_case_and_enriched_context_for_valid_and_invalid_disputes(db, sqs, p
     resources = build_test_resources(pg_url, sqs, tmp_path)
     from dagster import materialize
 
-    from dispute_platform.assets.disputes import enriched_context, raw_case
+    from dispute_platform_tests.definitions import enriched_context, raw_case
 
     keys = [valid, outside_window, mismatch]
     instance.add_dynamic_partitions("disputes", keys)

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from dispute_platform.api.app import create_app
 from dispute_platform.resources.limits import Limits
 from dispute_platform.resources.postgres import PostgresResource
-from dispute_platform.sensors import review_decision_sensor
 from dispute_platform.store import reviewers
+from dispute_platform_tests.definitions import review_decision_sensor
 from dispute_platform_tests.integration.harness import (
     build_test_resources,
     protected_routes,

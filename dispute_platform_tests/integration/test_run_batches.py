@@ -11,12 +11,12 @@ import pytest
 from dagster import DagsterInstance, SensorResult, build_sensor_context, materialize
 
 from dispute_platform import run_keys
-from dispute_platform.assets.disputes import enriched_context, raw_case
 from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.resources.providers import SandboxCRM
-from dispute_platform.sensors import review_batches, review_decision_sensor
+from dispute_platform.sensors import review_batches
 from dispute_platform.settings import get_settings
 from dispute_platform.store.db import Database
+from dispute_platform_tests.definitions import enriched_context, raw_case, review_decision_sensor
 from dispute_platform_tests.faults.support import apply_sensor_result, sqs_tick
 from dispute_platform_tests.integration.harness import (
     INTAKE,

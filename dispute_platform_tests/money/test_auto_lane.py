@@ -21,9 +21,9 @@ from dispute_platform.domain.money import DEFAULT_USD_RATES
 from dispute_platform.domain.review import DecisionRefused
 from dispute_platform.resources.limits import Limits
 from dispute_platform.resources.postgres import PostgresResource
-from dispute_platform.sensors import review_decision_sensor
 from dispute_platform.store import calibration as calibration_store
 from dispute_platform.workflow.auto_lane import review_after_the_fact
+from dispute_platform_tests.definitions import review_decision_sensor
 from dispute_platform_tests.integration.harness import reviewer, run_review
 from dispute_platform_tests.money.support import REFUND_49, REFUND_490, ledger, pending, status
 

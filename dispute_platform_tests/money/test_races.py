@@ -19,18 +19,17 @@ import pytest
 from dagster import DagsterInstance, build_sensor_context, materialize
 from dagster._core.errors import DagsterInvalidConfigError
 
-from dispute_platform.assets.disputes import ai_proposal
 from dispute_platform.domain.models import ModifiedResolution
 from dispute_platform.domain.review import DecisionRefused
 from dispute_platform.domain.states import PROPOSAL_MAY_REGENERATE, Status
 from dispute_platform.resources.limits import Limits
 from dispute_platform.resources.postgres import PostgresResource
-from dispute_platform.sensors import review_decision_sensor
 from dispute_platform.store import repo
 from dispute_platform.store import reviewers as reviewer_store
 from dispute_platform.store.proposals import save_proposal
 from dispute_platform.workflow.notify import escalate_overdue
 from dispute_platform.workflow.review import _record, decide_with_ticket, issue_decision_ticket
+from dispute_platform_tests.definitions import ai_proposal, review_decision_sensor
 from dispute_platform_tests.integration.harness import REVIEW, decide, reviewer, run_intake, run_review
 from dispute_platform_tests.money.support import (
     CREDIT_125,

@@ -14,10 +14,11 @@ import pytest
 from click.testing import CliRunner
 from dagster import DagsterInstance, materialize
 
-from dispute_platform.assets.reports import cost_report, report_window
+from dispute_platform.assets.reports import report_window
 from dispute_platform.reports.costs import DIMENSIONS, METRICS, build_report, calls_frame
 from dispute_platform.reports.queries import load_calls
 from dispute_platform.resources.postgres import PostgresResource
+from dispute_platform_tests.definitions import asset
 
 pytestmark = pytest.mark.integration
 
@@ -142,7 +143,7 @@ def test_asset_shows_tables_and_a_chart(db, pg_url, tmp_path, monkeypatch):
     get_settings.cache_clear()
     try:
         result = materialize(
-            [cost_report],
+            [asset("cost_report")],  # built from the settings just set
             instance=DagsterInstance.ephemeral(),
             resources={"postgres": PostgresResource(database_url=pg_url)},
             run_config={"ops": {"cost_report": {"config": {"days": 0}}}},

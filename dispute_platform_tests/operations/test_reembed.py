@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 from dagster import DagsterInstance, RunRequest, SkipReason, build_schedule_context, build_sensor_context, materialize
 
-from dispute_platform.assets.resolution_index import resolution_index
 from dispute_platform.domain.knowledge import HistoricalResolution
 from dispute_platform.domain.reembed import BUCKET_KEYS, BUCKETS, all_buckets, bucket_index, bucket_of, run_ranges
-from dispute_platform.operations import RANGE_END, RANGE_START, embedding_model_sensor, weekly_reembedding
+from dispute_platform.operations import RANGE_END, RANGE_START
 from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.resources.vectors import Embedder, VectorStoreResource, packaged_model_path
 from dispute_platform.store import history
 from dispute_platform.store.history import changed_model_counts, iter_bucket_pages
 from dispute_platform.workflow.knowledge import load_seed_history
 from dispute_platform.workflow.reembed import current_model_identity
+from dispute_platform_tests.definitions import embedding_model_sensor, resolution_index, weekly_reembedding
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,6 @@ import uuid
 import pytest
 from dagster import AssetKey, DagsterRun, DagsterRunStatus, materialize
 
-from dispute_platform.assets.retention import dispute_archive
 from dispute_platform.domain.retention import RetentionPolicy
 from dispute_platform.resources.postgres import PostgresResource
 from dispute_platform.settings import get_settings
@@ -18,6 +17,7 @@ from dispute_platform.store import retention as store
 from dispute_platform.store.transitions import lock_case
 from dispute_platform.workflow.retention import run_archive_pass
 from dispute_platform_tests.conftest import PLATFORM_TABLES
+from dispute_platform_tests.definitions import asset
 from dispute_platform_tests.money.support import wait_for_lock_waiter
 from dispute_platform_tests.retention.conftest import decide, intake_run, open_disputes, review_run, settle
 
@@ -170,7 +170,9 @@ def test_dispute_archive_asset_reports_the_pass_as_metadata(db, pg_url, pg_insta
     for age, case in enumerate(cases):
         settle(db, case, "executed", days_ago=age)
 
-    result = materialize([dispute_archive], instance=pg_instance, resources={"postgres": PostgresResource(database_url=pg_url)})
+    result = materialize(
+        [asset("dispute_archive")], instance=pg_instance, resources={"postgres": PostgresResource(database_url=pg_url)}
+    )
 
     [mat] = result.asset_materializations_for_node("dispute_archive")
     meta = {k: v.value for k, v in mat.metadata.items()}

@@ -16,10 +16,10 @@ from dispute_platform.domain.retention import RetentionPolicy
 from dispute_platform.reports.queries import load_calls
 from dispute_platform.resources.limits import Limits
 from dispute_platform.resources.postgres import PostgresResource
-from dispute_platform.sensors import sqs_dispute_sensor
 from dispute_platform.settings import REPO_ROOT
 from dispute_platform.store import reviewers
 from dispute_platform.workflow.retention import run_archive_pass
+from dispute_platform_tests.definitions import sqs_dispute_sensor
 from dispute_platform_tests.integration.conftest import chroma_dir, seeded_chroma  # noqa: F401
 from dispute_platform_tests.integration.harness import (
     build_test_resources,
