@@ -17,7 +17,6 @@ the disputes whose state in Postgres is already past its stage.
 """
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 from dagster import (
@@ -55,6 +54,7 @@ from dispute_platform.store import repo
 from dispute_platform.store.transitions import transition
 from dispute_platform.workflow.caps import evaluate_stored
 from dispute_platform.workflow.enrich import Providers, enrich_batch
+from dispute_platform.workflow.execute import ExecutionResult, execute_batch
 from dispute_platform.workflow.proposal_step import ProposalStepOutcome, propose_batch
 from dispute_platform.workflow.propose import ProposalOutcome
 
@@ -424,6 +424,17 @@ def review_decision(
 # --- executed_resolution -------------------------------------------------------------------
 
 
+def _execution_metadata(result: ExecutionResult) -> dict:
+    return {
+        "status": result.status,
+        "action": result.action,
+        "amount": _money(result.amount),
+        "reference": result.reference or "-",
+        "replayed": result.replayed,
+        "detail": result.detail or "-",
+    }
+
+
 @asset(
     partitions_def=disputes_partitions,
     backfill_policy=BATCHED,
@@ -443,61 +454,32 @@ def executed_resolution(
     email: ResourceParam[EmailSender],
     limits: ResourceParam[Limits],
 ) -> MaterializeResult:
-    from dispute_platform.resources.providers import RefundRefused
-    from dispute_platform.workflow.execute import ExecutionRefused, ExecutionResult, execute_decision
-
     mine = run_disputes(context, postgres.db)
     report_foreign(context, mine)
+    outcomes = execute_batch(
+        postgres.db, mine.keys, payments=payments, billing=billing, crm=crm, email=email, caps=limits.caps,
+        executions_in_flight=get_settings().executions_in_flight, run_id=context.run_id,
+    )  # fmt: skip
     errors: dict[str, str] = {}
     refused_by_provider: dict[str, str] = {}
-    permanent = True
-
-    def attempt(key: str) -> ExecutionResult | Exception:
-        try:
-            return execute_decision(
-                postgres.db, key, payments=payments, billing=billing, crm=crm, email=email, run_id=context.run_id,
-                caps=limits.caps,
-            )  # fmt: skip
-        except Exception as exc:  # noqa: BLE001 - sorted out below, in the step's own thread
-            return exc
-
-    # Disputes are executed side by side (EXECUTIONS_IN_FLIGHT): each one's money moves under its
-    # own guarded transitions and provider-side locks, whichever thread carries it; a review batch
-    # of hundreds would otherwise wait on one provider call at a time.
-    workers = max(1, min(get_settings().executions_in_flight, len(mine.keys)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="execute") as pool:
-        outcomes = list(zip(mine.keys, pool.map(attempt, mine.keys), strict=True))
-    for key, result in outcomes:
-        if isinstance(result, ExecutionRefused):
-            add_metadata(context, mine, key, {"status": "refused", "reason": str(result)})
-            context.log.warning(f"{key}: {result}")
-            continue
-        if isinstance(result, RefundRefused):
-            refused_by_provider[key] = f"refused by the provider: {result}"
-            add_metadata(context, mine, key, {"status": "execution_failed", "error": refused_by_provider[key]})
-            context.log.error(f"{key}: {refused_by_provider[key]}")
-            continue
-        if isinstance(result, Exception):  # recorded by execute_decision; retried below
-            errors[key] = f"{result.__class__.__name__}: {result}"
-            permanent = False
-            add_metadata(context, mine, key, {"status": "execution_failed", "error": errors[key]})
-            continue
-        add_metadata(
-            context,
-            mine,
-            key,
-            {
-                "status": result.status,
-                "action": result.action,
-                "amount": _money(result.amount),
-                "reference": result.reference or "-",
-                "replayed": result.replayed,
-                "detail": result.detail or "-",
-            },
-        )
+    for outcome in outcomes:
+        key, error = outcome.case_id, outcome.error or ""
+        if outcome.result == "refused":
+            add_metadata(context, mine, key, {"status": "refused", "reason": error})
+            context.log.warning(f"{key}: {error}")
+        elif outcome.result == "refused_by_provider":
+            refused_by_provider[key] = error
+            add_metadata(context, mine, key, {"status": "execution_failed", "error": error})
+            context.log.error(f"{key}: {error}")
+        elif outcome.result == "failed" or outcome.execution is None:
+            errors[key] = error
+            add_metadata(context, mine, key, {"status": "execution_failed", "error": error})
+        else:
+            add_metadata(context, mine, key, _execution_metadata(outcome.execution))
     # A refusal the provider stated is final for that dispute (execution_failed, with the reason); in
     # a run of one dispute it fails the run, in a batch it must not keep the others from being
     # remembered. Any other error fails the step, which retries: done disputes replay as already_done.
+    permanent = not errors
     if refused_by_provider and (errors or len(mine.keys) == 1):
         errors |= refused_by_provider
     elif refused_by_provider:
