@@ -39,7 +39,6 @@ from dagster import (
 from pydantic import Field
 
 from dispute_platform.checks import CAP_CHECK_SPECS, cap_check_evaluations, latest_materializations
-from dispute_platform.domain.states import INTAKE_MAY_RUN, Status
 from dispute_platform.partitions import disputes_partitions
 from dispute_platform.resources.email import EmailSender
 from dispute_platform.resources.limits import Limits
@@ -51,10 +50,10 @@ from dispute_platform.resources.vectors import VectorStoreResource
 from dispute_platform.run_keys import add_metadata, report_foreign, run_disputes
 from dispute_platform.settings import get_settings
 from dispute_platform.store import repo
-from dispute_platform.store.transitions import transition
 from dispute_platform.workflow.caps import evaluate_stored
 from dispute_platform.workflow.enrich import Providers, enrich_batch
 from dispute_platform.workflow.execute import ExecutionResult, execute_batch
+from dispute_platform.workflow.intake import start_cases
 from dispute_platform.workflow.proposal_step import ProposalStepOutcome, propose_batch
 from dispute_platform.workflow.propose import ProposalOutcome
 
@@ -82,42 +81,14 @@ def _money(value: Decimal | None) -> float | None:
 def raw_case(context: AssetExecutionContext, postgres: PostgresResource) -> MaterializeResult:
     mine = run_disputes(context, postgres.db)
     report_foreign(context, mine)
-    keys = list(mine.keys)
-
-    def load(cur) -> tuple[dict[str, dict], dict[str, dict]]:
-        events = repo.events_for(cur, keys)
-        states = repo.workflow_states(cur, keys)
-        for key in events:
-            if key in states and states[key]["status"] in INTAKE_MAY_RUN:
-                if transition(cur, key, Status.RUNNING, "raw_case", run_id=context.run_id):
-                    repo.audit(cur, key, "raw_case", "materialized", run_id=context.run_id)
-        return events, states
-
-    events, states = postgres.db.transact(load)
-    for key in keys:
-        row = events.get(key)
-        if row is None:
-            add_metadata(context, mine, key, {"status": "no event stored for this case id"})
-            continue
-        body = row["body"]
-        add_metadata(
-            context,
-            mine,
-            key,
-            {
-                "event_id": row["event_id"],
-                "customer_id": body.get("customer_id") or "-",
-                "dispute_type (event)": body.get("dispute_type") or "-",
-                "amount (event)": body.get("amount") if isinstance(body.get("amount"), int | float) else None,
-                "received_at": row["received_at"].isoformat(),
-                "status": states.get(key, {}).get("status", "unknown"),
-            },
-        )
-    missing = [k for k in keys if k not in events]
+    outcomes = start_cases(postgres.db, list(mine.keys), context.run_id)
+    for outcome in outcomes:
+        add_metadata(context, mine, outcome.case_id, outcome.metadata)
+    missing = [o.case_id for o in outcomes if not o.stored]
     if missing:
         context.log.warning(f"{len(missing)} partition(s) have no stored event: {missing[:10]}")
     # Batch figures go to the run's log: a partition's metadata is that dispute's alone.
-    context.log.info(f"raw_case batch: {len(keys)} disputes, {len(missing)} without a stored event")
+    context.log.info(f"raw_case batch: {len(outcomes)} disputes, {len(missing)} without a stored event")
     return MaterializeResult()
 
 
@@ -516,15 +487,9 @@ def resolution_embedding(
 
     mine = run_disputes(context, postgres.db)
     report_foreign(context, mine)
-    keys = list(mine.keys)
-    if mine.batch is not None:
-        # A review batch: a dispute already remembered (an earlier attempt of this step) is done.
-        states = postgres.db.transact(lambda cur: repo.workflow_states(cur, keys))
-        done = [k for k in keys if states.get(k, {}).get("status") == Status.COMPLETED]
-        for key in done:
-            add_metadata(context, mine, key, {"status": "skipped", "reason": "already remembered"})
-        keys = [k for k in keys if k not in done]
-    for remembered in remember_resolutions(postgres.db, vectors, keys, context.run_id):  # one encoder call
+    # In a review batch, a dispute already remembered (an earlier attempt of this step) is done.
+    remembered_all = remember_resolutions(postgres.db, vectors, mine.keys, context.run_id, skip_completed=mine.batch is not None)
+    for remembered in remembered_all:  # one encoder call
         key = remembered.case_id
         if remembered.record is None:
             add_metadata(context, mine, key, {"status": "skipped", "reason": remembered.skipped})
