@@ -1,19 +1,22 @@
 """The six dispute assets, one dynamic partition per dispute (key = case id).
 
-Assets are thin: they read and write Postgres through `store.repo`, call the workflow functions,
-and describe what happened as per-partition metadata. A run carries many disputes at once (a
-partition range with a single-run backfill policy), so every asset loops over the run's disputes
-(`run_keys.run_disputes`: the range's keys the run was requested for, listed once per run);
+Assets are thin: each lists its run's disputes, calls one workflow function that does the step
+for all of them and returns one typed outcome per dispute (`workflow/intake.start_cases`,
+`enrich.enrich_batch`, `proposal_step.propose_batch`, `execute.execute_batch`,
+`remember.remember_resolutions`), and maps each outcome to that dispute's metadata; the
+workflow functions own the thread pools, state transitions, audit and cost rows and business
+rules. A run carries many disputes at once (a partition range with a single-run backfill
+policy): `run_keys.run_disputes` lists the range's keys the run was requested for, once per run;
 nothing goes through an IO manager. A key inside the range that the run was not requested for is
 left untouched and says so. Most assets return a `MaterializeResult` (every dispute of the run is
 materialized, with its own metadata). `ai_proposal` instead yields one `AssetMaterialization` per
 dispute it proposed for and an `AssetObservation` "skipped: <reason>" for the others (invalid,
 failed upstream, already decided), so a dispute stopped by validation is not shown as a green
 proposal; it also evaluates the four cap checks (checks.py) once for the run and reports them per
-dispute.
+dispute. An asset raises `Failure` when outcomes failed.
 
-Steps are retried (TRANSIENT_RETRY) and a retry redoes only what is unfinished: each asset skips
-the disputes whose state in Postgres is already past its stage.
+Steps are retried (TRANSIENT_RETRY) and a retry redoes only what is unfinished: each workflow
+function skips the disputes whose state in Postgres is already past its stage.
 """
 
 from collections.abc import Iterator
