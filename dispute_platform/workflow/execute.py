@@ -23,8 +23,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Literal
 
 from dispute_platform.domain.caps import CAP_NAMES, CapLimits
 from dispute_platform.domain.models import Action
@@ -158,6 +161,56 @@ def execute_decision(
         if plan.denied is not None:
             return _record_denial(db, case_id, plan, run_id, crm=crm, email=email)
         return _move_money(db, case_id, plan, payments=payments, billing=billing, crm=crm, email=email, run_id=run_id)
+
+
+ExecutionStep = Literal["done", "refused", "refused_by_provider", "failed"]
+
+
+@dataclass(frozen=True)
+class ExecutionOutcome:
+    """What executed_resolution did for one dispute. done: `execution` says how (executed,
+    rejected, already_done); refused: the dispute may not be executed (`error` says why; not
+    retried); refused_by_provider: the provider refused the movement (final, recorded as
+    execution_failed); failed: any other error (recorded as execution_failed; a retry reconciles)."""
+
+    case_id: str
+    result: ExecutionStep
+    execution: ExecutionResult | None = None
+    error: str | None = None
+
+
+def execute_batch(
+    db: Database,
+    keys: Sequence[str],
+    *,
+    payments: PaymentsProvider,
+    billing: BillingProvider,
+    crm: CRMProvider,
+    email: EmailSender,
+    caps: CapLimits,
+    executions_in_flight: int,
+    run_id: str | None,
+) -> list[ExecutionOutcome]:
+    """`execute_decision` for each dispute of `keys`, `executions_in_flight` side by side: each
+    one's money moves under its own guarded transitions and provider-side locks, whichever thread
+    carries it (a review batch of hundreds would otherwise wait on one provider call at a time).
+    One outcome per key, in order; no dispute's error is raised."""
+
+    def attempt(key: str) -> ExecutionOutcome:
+        try:
+            done = execute_decision(db, key, payments=payments, billing=billing, crm=crm, email=email, run_id=run_id,
+                                    caps=caps)  # fmt: skip
+        except ExecutionRefused as refused:
+            return ExecutionOutcome(key, "refused", error=str(refused))
+        except RefundRefused as refused:
+            return ExecutionOutcome(key, "refused_by_provider", error=f"refused by the provider: {refused}")
+        except Exception as exc:  # noqa: BLE001 - recorded by execute_decision; the caller decides on a retry
+            return ExecutionOutcome(key, "failed", error=f"{exc.__class__.__name__}: {exc}")
+        return ExecutionOutcome(key, "done", execution=done)
+
+    workers = max(1, min(executions_in_flight, len(keys)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="execute") as pool:
+        return list(pool.map(attempt, keys))
 
 
 def _record_rejection(db: Database, case_id: str, plan: _Plan, run_id: str | None) -> ExecutionResult:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,9 +19,11 @@ from pydantic import ValidationError
 
 from dispute_platform.domain.models import LONE_SURROGATE as _SURROGATE
 from dispute_platform.domain.models import MAX_EVENT_BODY_BYTES, DisputeEvent, strip_control_chars
+from dispute_platform.domain.states import INTAKE_MAY_RUN, Status
 from dispute_platform.resources.sqs import SQS_BATCH, ReceivedMessage, SQSResource
 from dispute_platform.store import repo
 from dispute_platform.store.db import Database
+from dispute_platform.store.transitions import transition
 
 log = logging.getLogger(__name__)
 
@@ -243,3 +246,49 @@ def _release_unattempted(sqs: SQSResource, in_flight: dict[Future[list[ReceivedM
                 sqs.release(batch)
         except Exception:  # noqa: BLE001 - they reappear after their visibility timeout anyway
             log.warning("could not hand back messages received during a failed tick", exc_info=True)
+
+
+# --- raw_case: a run takes its stored disputes up ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RawCaseOutcome:
+    """A dispute as raw_case found it: whether an event is stored for its case id, and what its
+    partition shows (the event's figures and the state it was in when the run took it up)."""
+
+    case_id: str
+    stored: bool
+    metadata: dict[str, Any]
+
+
+def start_cases(db: Database, keys: Sequence[str], run_id: str | None) -> list[RawCaseOutcome]:
+    """Mark each dispute of `keys` with a stored event running (when intake may still run on it),
+    with its audit row, in one transaction. One outcome per key, in order."""
+
+    def load(cur: Any) -> tuple[dict[str, dict], dict[str, dict]]:
+        events = repo.events_for(cur, keys)
+        states = repo.workflow_states(cur, keys)
+        for key in events:
+            if key in states and states[key]["status"] in INTAKE_MAY_RUN:
+                if transition(cur, key, Status.RUNNING, "raw_case", run_id=run_id):
+                    repo.audit(cur, key, "raw_case", "materialized", run_id=run_id)
+        return events, states
+
+    events, states = db.transact(load)
+    outcomes = []
+    for key in keys:
+        row = events.get(key)
+        if row is None:
+            outcomes.append(RawCaseOutcome(key, False, {"status": "no event stored for this case id"}))
+            continue
+        body = row["body"]
+        metadata = {
+            "event_id": row["event_id"],
+            "customer_id": body.get("customer_id") or "-",
+            "dispute_type (event)": body.get("dispute_type") or "-",
+            "amount (event)": body.get("amount") if isinstance(body.get("amount"), int | float) else None,
+            "received_at": row["received_at"].isoformat(),
+            "status": states.get(key, {}).get("status", "unknown"),
+        }
+        outcomes.append(RawCaseOutcome(key, True, metadata))
+    return outcomes

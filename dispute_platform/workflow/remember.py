@@ -66,18 +66,27 @@ def remember_resolution(db: Database, vectors: VectorStoreResource, case_id: str
 
 
 def remember_resolutions(
-    db: Database, vectors: VectorStoreResource, case_ids: Sequence[str], run_id: str | None
+    db: Database,
+    vectors: VectorStoreResource,
+    case_ids: Sequence[str],
+    run_id: str | None,
+    *,
+    skip_completed: bool = False,
 ) -> list[Remembered]:
     """Remember settled disputes, one `Remembered` per case id in the order given. The batch is
     read in one query, written to Postgres in one statement and embedded in one encoder call (a
     review run carries hundreds); each dispute is then settled in its own transaction, so a
     dispute that moved on meanwhile fails alone and a retry re-remembers only the unsettled ones
-    (the upserts replace, never duplicate)."""
+    (the upserts replace, never duplicate). `skip_completed`: a dispute already completed (an
+    earlier attempt) is skipped as "already remembered" rather than remembered again."""
     states = db.transact(lambda cur: repo.workflow_states(cur, case_ids))
     remembered: dict[str, Remembered] = {}
     records: list[HistoricalResolution] = []
     for case_id in case_ids:
         state = states.get(case_id)
+        if skip_completed and state is not None and state["status"] == Status.COMPLETED:
+            remembered[case_id] = Remembered(case_id, None, "already remembered")
+            continue
         if state is None or state["status"] not in EMBEDDING_MAY_RUN:
             why = f"dispute is {state['status'] if state else 'unknown'}, nothing to remember"
             remembered[case_id] = Remembered(case_id, None, why)
