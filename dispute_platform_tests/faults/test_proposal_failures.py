@@ -24,7 +24,7 @@ from dispute_platform_tests.integration.harness import build_test_resources, dec
 pytestmark = pytest.mark.integration
 
 OUTAGE, OTHER_OUTAGE = "CASE-1004", "CASE-1021"  # both service_outage
-STEP_RETRIES = 3  # TRANSIENT_RETRY on ai_proposal
+STEP_RETRIES = 3  # the retry policy on ai_proposal (build_dispute_assets)
 GATEWAY_PAGE = "<html><body><h1>502 Bad Gateway</h1></body></html>"
 
 

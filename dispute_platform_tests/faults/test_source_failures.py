@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 CASE = "CASE-1063"
 FETCH = {"crm": "fetch_case", "billing": "fetch_billing", "payments": "fetch_payments"}
-STEP_RETRIES = 3  # TRANSIENT_RETRY on enriched_context
+STEP_RETRIES = 3  # the retry policy on enriched_context (build_dispute_assets)
 
 
 class Failing:
