@@ -64,6 +64,8 @@ from dispute_platform.workflow.propose import ProposalOutcome
 GROUP = "disputes"
 AI_PROPOSAL = AssetKey("ai_proposal")
 BATCHED = BackfillPolicy.single_run()
+# What the six assets share: a partition per dispute, a run per batch of them, one group.
+PER_DISPUTE = {"partitions_def": disputes_partitions, "backfill_policy": BATCHED, "group_name": GROUP}
 
 
 def _money(value: Decimal | None) -> float | None:
@@ -238,9 +240,7 @@ def build_dispute_assets(settings: Settings) -> list[AssetsDefinition]:
     retry = RetryPolicy(max_retries=3, delay=settings.step_retry_delay_seconds, backoff=Backoff.EXPONENTIAL)
 
     @asset(
-        partitions_def=disputes_partitions,
-        backfill_policy=BATCHED,
-        group_name=GROUP,
+        **PER_DISPUTE,
         kinds={"postgres", "sqs"},
         description="The dispute as it arrived on SQS (stored by the sensor before the message was deleted).",
     )
@@ -258,9 +258,7 @@ def build_dispute_assets(settings: Settings) -> list[AssetsDefinition]:
         return MaterializeResult()
 
     @asset(
-        partitions_def=disputes_partitions,
-        backfill_policy=BATCHED,
-        group_name=GROUP,
+        **PER_DISPUTE,
         deps=[raw_case],
         kinds={"postgres"},
         retry_policy=retry,
@@ -296,9 +294,7 @@ def build_dispute_assets(settings: Settings) -> list[AssetsDefinition]:
         return MaterializeResult()
 
     @asset(
-        partitions_def=disputes_partitions,
-        backfill_policy=BATCHED,
-        group_name=GROUP,
+        **PER_DISPUTE,
         deps=[enriched_context],
         kinds={"openai", "chroma", "postgres"},
         pool="llm",
@@ -368,9 +364,7 @@ def build_dispute_assets(settings: Settings) -> list[AssetsDefinition]:
         )
 
     @asset(
-        partitions_def=disputes_partitions,
-        backfill_policy=BATCHED,
-        group_name=GROUP,
+        **PER_DISPUTE,
         deps=[ai_proposal],
         kinds={"postgres"},
         description="The human reviewer's decision on the proposal (from the decision endpoint or the desk, or given "
@@ -411,9 +405,7 @@ def build_dispute_assets(settings: Settings) -> list[AssetsDefinition]:
         return MaterializeResult()
 
     @asset(
-        partitions_def=disputes_partitions,
-        backfill_policy=BATCHED,
-        group_name=GROUP,
+        **PER_DISPUTE,
         deps=[review_decision],
         kinds={"stripe", "postgres"},
         retry_policy=retry,
@@ -470,9 +462,7 @@ def build_dispute_assets(settings: Settings) -> list[AssetsDefinition]:
         return MaterializeResult()
 
     @asset(
-        partitions_def=disputes_partitions,
-        backfill_policy=BATCHED,
-        group_name=GROUP,
+        **PER_DISPUTE,
         deps=[executed_resolution],
         kinds={"chroma"},
         pool="chroma_writer",
