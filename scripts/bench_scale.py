@@ -18,7 +18,9 @@ Then, in one run, the same four measurements at every N:
   3. the partition status of `ai_proposal` as the UI asks for it: the asset's status cache brought
      up to date and read (Dagster's `get_and_update_asset_status_cache_value`, what the GraphQL
      resolver `get_partition_subsets` calls), then the materialised, failed and in-progress subsets
-     deserialised and their keys listed; cold (status cache wiped, a fresh instance) and cached;
+     deserialised and their keys listed; cold (status cache wiped, a fresh instance) and cached; the
+     instance set up as dagster-webserver sets up its own (pooled connections, the per-request
+     dynamic-partitions loader), and cold once more on a plain instance (a connection per query);
   4. a review batch: every proposal of the 500 a single reviewer may approve is approved, then the
      real `review_decision_sensor` ticks and each run it asks for is made in a new Python process
      (as the daemon's run launcher does: imports included), one after another. The figure runs from
@@ -34,7 +36,12 @@ At the end, if scripts/bench_retention.py exists, it is imported by path and its
 `run_steady_state(args)` is called (--no-steady-state skips it).
 
 Usage: python scripts/bench_scale.py [--n 0,25000] [--events 500] [--intake-runs K] [--admin-url URL] [--no-review]
-       [--no-steady-state] [--tick-only]
+       [--no-steady-state] [--tick-only] [--status-only [--status-repeats K]]
+
+--status-only seeds the N disputes (Dagster instance and platform tables, as above) and measures the
+partition-status query alone, --status-repeats (5) times cold (the asset's status cache wiped before
+each: what follows every change of the `disputes` partition set, whose identity keys the cache) and
+as many times cached; the medians are the figures. No SQS, sensor, intake or review.
 """
 
 from __future__ import annotations
@@ -84,6 +91,7 @@ class Figures:
     intake_settled: int = 0
     status_cold: float = 0.0
     status_cached: float = 0.0
+    status_cold_plain: float = 0.0  # on a plain instance (no webserver pooling): see status_query
     status_keys: int = 0
     approved: int = 0
     review_tick: float = 0.0
@@ -160,24 +168,41 @@ def event_rows(dagster_url: str) -> int:
 # --- measurements -------------------------------------------------------------------------------
 
 
-def status_query(home: Path) -> tuple[float, int]:
+def status_query(home: Path, *, webserver: bool = True) -> tuple[float, int]:
     """What the UI's partition-status query for ai_proposal does, on a fresh instance object (as
     the webserver's per-request loading context starts with nothing cached in memory). Returns the
-    seconds of the query alone (opening the instance is not counted) and the materialised keys."""
+    seconds of the query alone (opening the instance is not counted) and the materialised keys.
+
+    With `webserver` (the figure), the instance is set up as `dagster-webserver` sets up its own
+    (`instance.optimize_for_webserver` with the CLI's default statement timeout, pool recycle and
+    overflow: Postgres connections are pooled, not opened per query) and the statuses are read
+    through the per-request `CachingDynamicPartitionsLoader`, as the GraphQL resolver's loading
+    context passes it (`get_asset_status_cache_values`). Without it, the instance is a plain
+    `DagsterInstance.from_config` (what a script, sensor or run gets): every query of the
+    computation opens its own connection (dagster-postgres' NullPool), ~7 ms each here."""
     from dagster import AssetKey, DagsterInstance
     from dagster._core.definitions.partitions.context import partition_loading_context
+    from dagster._core.instance.types import CachingDynamicPartitionsLoader
     from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
 
     from dispute_platform.partitions import disputes_partitions
 
     instance = DagsterInstance.from_config(str(home))
     try:
+        loader = None
+        if webserver:
+            from dagster_webserver.cli import DEFAULT_DB_STATEMENT_TIMEOUT, DEFAULT_POOL_MAX_OVERFLOW, DEFAULT_POOL_RECYCLE
+
+            instance.optimize_for_webserver(DEFAULT_DB_STATEMENT_TIMEOUT, DEFAULT_POOL_RECYCLE, DEFAULT_POOL_MAX_OVERFLOW)
+            loader = CachingDynamicPartitionsLoader(instance)
         instance.get_dynamic_partitions("__warm_the_connection__")  # connect before the clock starts
         started = time.perf_counter()
-        value = get_and_update_asset_status_cache_value(instance, AssetKey("ai_proposal"), disputes_partitions)
+        value = get_and_update_asset_status_cache_value(
+            instance, AssetKey("ai_proposal"), disputes_partitions, dynamic_partitions_loader=loader
+        )
         count = 0
         if value is not None:
-            with partition_loading_context(None, instance):
+            with partition_loading_context(None, loader or instance):
                 materialized = value.deserialize_materialized_partition_subsets(disputes_partitions)
                 value.deserialize_failed_partition_subsets(disputes_partitions)
                 value.deserialize_in_progress_partition_subsets(disputes_partitions)
@@ -310,8 +335,11 @@ def measure(args, n: int, seeded: Path, world: Path, ids: list[str], endpoint: s
         instance.wipe_asset_cached_status([AssetKey("ai_proposal")])
         figures.status_cold, figures.status_keys = status_query(home)
         figures.status_cached, _ = status_query(home)
+        instance.wipe_asset_cached_status([AssetKey("ai_proposal")])
+        figures.status_cold_plain, _ = status_query(home, webserver=False)
         print(f"  N={n}: ai_proposal partition status {figures.status_cold:.3f} s cold, {figures.status_cached:.3f} s cached "
-              f"({figures.status_keys} materialised)", flush=True)  # fmt: skip
+              f"({figures.status_keys} materialised; as the webserver runs it); {figures.status_cold_plain:.3f} s cold on a "
+              "plain instance (a connection per query)", flush=True)  # fmt: skip
 
         # 4. the review batch
         if args.review:
@@ -363,6 +391,51 @@ def measure(args, n: int, seeded: Path, world: Path, ids: list[str], endpoint: s
     return figures
 
 
+def measure_status(args, n: int, work: Path) -> Figures:
+    """--status-only: seed N disputes, then the partition-status query alone, cold and cached."""
+    from dagster import AssetKey, DagsterInstance
+
+    from dispute_platform.store.db import Database, sqlalchemy_url
+    from dispute_platform.store.scratch import scratch_database
+
+    figures = Figures(n)
+    with scratch_database(args.admin_url, f"dp_bench_scale_{n}", migrate=True) as url, \
+            scratch_database(args.admin_url, f"dp_bench_scale_dagster_{n}") as dagster_url:  # fmt: skip
+        os.environ["DAGSTER_POSTGRES_URL"] = sqlalchemy_url(dagster_url)
+        home = dagster_home(work / f"home-{n}")
+        db = Database(url)
+        instance = DagsterInstance.from_config(str(home))
+        started = time.perf_counter()
+        seed_history(instance, db, n)
+        figures.seed_seconds = time.perf_counter() - started
+        figures.event_rows = event_rows(dagster_url)
+        settle_tables(url, dagster_url)
+        print(f"  N={n}: history seeded in {figures.seed_seconds:.1f} s ({figures.event_rows} event rows)", flush=True)
+        colds, cacheds, plain = [], [], []
+        for _ in range(args.status_repeats):
+            instance.wipe_asset_cached_status([AssetKey("ai_proposal")])
+            seconds, figures.status_keys = status_query(home)
+            colds.append(seconds)
+        for _ in range(args.status_repeats):
+            cacheds.append(status_query(home)[0])
+        for _ in range(args.status_repeats):
+            instance.wipe_asset_cached_status([AssetKey("ai_proposal")])
+            plain.append(status_query(home, webserver=False)[0])
+        figures.status_cold, figures.status_cached = statistics.median(colds), statistics.median(cacheds)
+        figures.status_cold_plain = statistics.median(plain)
+
+        def listed(xs: list[float]) -> str:
+            return ", ".join(f"{x:.3f}" for x in xs)
+
+        print(f"  N={n}: ai_proposal partition status, as the webserver runs it: {figures.status_cold:.3f} s cold (median of "
+              f"{listed(colds)}), {figures.status_cached:.3f} s cached (median of {listed(cacheds)}) ({figures.status_keys} "
+              f"materialised); on a plain instance (a connection per query): {figures.status_cold_plain:.3f} s cold "
+              f"(median of {listed(plain)})", flush=True)  # fmt: skip
+        instance.dispose()
+        db.close()
+    return figures
+
+
 # --- report -------------------------------------------------------------------------------------
 
 
@@ -383,7 +456,7 @@ def report(results: list[Figures]) -> None:
     base = next((f for f in results if f.n == 0), None)
     bound = max((f for f in results if 0 < f.n <= BOUND), key=lambda f: f.n, default=None)
     print("\nTargets:")
-    if base and bound:
+    if base and bound and base.tick and bound.tick:  # (--status-only measures no tick)
         tick_ratio = bound.tick / base.tick
         print(
             f"  sensor tick at N={bound.n:,}: {bound.tick:.2f} s = {tick_ratio:.2f}x the empty instance's "
@@ -403,8 +476,9 @@ def report(results: list[Figures]) -> None:
         if not f.status_keys:
             continue  # not measured (--tick-only)
         print(
-            f"  partition status cold at N={f.n:,}: {f.status_cold:.3f} s (target <= {STATUS_COLD_SECONDS} s): "
-            f"{verdict(f.status_cold <= STATUS_COLD_SECONDS)}"
+            f"  partition status cold at N={f.n:,}: {f.status_cold:.3f} s as the webserver runs it (target <= "
+            f"{STATUS_COLD_SECONDS} s): {verdict(f.status_cold <= STATUS_COLD_SECONDS)} ({f.status_cold_plain:.3f} s on a "
+            "plain instance, a connection per query)"
         )
     for f in results:
         if f.approved:
@@ -433,6 +507,9 @@ def main() -> int:
         "--ticks", type=int, default=3, help="sensor ticks measured (each with --events new events); the median is the figure"
     )
     parser.add_argument("--tick-only", action="store_true", help="measure the sensor tick alone (no intake, status or review)")
+    parser.add_argument("--status-only", action="store_true",
+                        help="seed, then measure the partition-status query alone (no SQS, sensor, intake or review)")  # fmt: skip
+    parser.add_argument("--status-repeats", type=int, default=5, help="--status-only: cold and cached measurements (medians)")
     parser.add_argument("--steady-state", action=argparse.BooleanOptionalAction, default=True,
                         help="run scripts/bench_retention.py's run_steady_state(args) at the end")  # fmt: skip
     parser.add_argument("--steady-state-args", default="",
@@ -442,11 +519,19 @@ def main() -> int:
     if args.review_worker:
         return review_worker(json.loads(args.review_worker))
 
+    ns = [int(x) for x in args.n.split(",") if x.strip()]
+    results = []
+    if args.status_only:
+        with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+            for n in ns:
+                print(f"N={n:,}", flush=True)
+                results.append(measure_status(args, n, Path(tmp)))
+        report(results)
+        return 0
+
     from dispute_platform.local_sqs import start_local_sqs
     from scripts.bench_throughput import build_world, seed_chroma
 
-    ns = [int(x) for x in args.n.split(",") if x.strip()]
-    results = []
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         work = Path(tmp)
         world = work / "world.json"
