@@ -36,7 +36,7 @@ At the end, if scripts/bench_retention.py exists, it is imported by path and its
 `run_steady_state(args)` is called (--no-steady-state skips it).
 
 Usage: python scripts/bench_scale.py [--n 0,25000] [--events 500] [--intake-runs K] [--admin-url URL] [--no-review]
-       [--no-steady-state] [--tick-only] [--status-only [--status-repeats K]]
+       [--no-steady-state] [--tick-only] [--status-only [--status-repeats K]] [--seed-planned]
 
 --status-only seeds the N disputes (Dagster instance and platform tables, as above) and measures the
 partition-status query alone, --status-repeats (5) times cold (the asset's status cache wiped before
@@ -116,10 +116,12 @@ def dagster_home(path: Path) -> Path:
     return path
 
 
-def seed_history(instance, db, n: int, chunk: int = 2_000) -> None:
-    """N historical disputes: partitions, six materialisations each, and their platform rows."""
+def seed_history(instance, db, n: int, chunk: int = 2_000, *, planned: bool = False) -> None:
+    """N historical disputes: partitions, six materialisations each, and their platform rows. With
+    `planned`, each materialisation follows its ASSET_MATERIALIZATION_PLANNED event (same run), as
+    a real run's do (Dagster writes one per partition and asset of a ranged run by default)."""
     from dagster import AssetKey, AssetMaterialization, DagsterEvent, DagsterEventType
-    from dagster._core.events import StepMaterializationData
+    from dagster._core.events import AssetMaterializationPlannedData, StepMaterializationData
     from dagster._core.events.log import EventLogEntry
 
     if n == 0:
@@ -131,6 +133,16 @@ def seed_history(instance, db, n: int, chunk: int = 2_000) -> None:
         run_id = str(uuid.uuid4())  # one historical run per chunk, as the sensor's batches were
         now = time.time()
         for asset in DISPUTE_ASSETS:
+            if planned:
+                instance.event_log_storage.store_event_batch([
+                    EventLogEntry(
+                        error_info=None, level="DEBUG", user_message="", run_id=run_id, timestamp=now,
+                        dagster_event=DagsterEvent.build_asset_materialization_planned_event(
+                            "__ASSET_JOB", asset, AssetMaterializationPlannedData(AssetKey(asset), partition=key)
+                        ),
+                    )
+                    for key in part
+                ])  # fmt: skip
             entries = [
                 EventLogEntry(
                     error_info=None, level="DEBUG", user_message="", run_id=run_id, timestamp=now,
@@ -272,7 +284,7 @@ def measure(args, n: int, seeded: Path, world: Path, ids: list[str], endpoint: s
         db = Database(url)
         instance = DagsterInstance.from_config(str(home))
         started = time.perf_counter()
-        seed_history(instance, db, n)
+        seed_history(instance, db, n, planned=args.seed_planned)
         figures.seed_seconds = time.perf_counter() - started
         figures.event_rows = event_rows(dagster_url)
         settle_tables(url, dagster_url)
@@ -406,7 +418,7 @@ def measure_status(args, n: int, work: Path) -> Figures:
         db = Database(url)
         instance = DagsterInstance.from_config(str(home))
         started = time.perf_counter()
-        seed_history(instance, db, n)
+        seed_history(instance, db, n, planned=args.seed_planned)
         figures.seed_seconds = time.perf_counter() - started
         figures.event_rows = event_rows(dagster_url)
         settle_tables(url, dagster_url)
@@ -509,6 +521,9 @@ def main() -> int:
     parser.add_argument("--tick-only", action="store_true", help="measure the sensor tick alone (no intake, status or review)")
     parser.add_argument("--status-only", action="store_true",
                         help="seed, then measure the partition-status query alone (no SQS, sensor, intake or review)")  # fmt: skip
+    parser.add_argument("--seed-planned", action="store_true",
+                        help="seed a materialisation-planned event before each historical materialisation, as real runs write "
+                             "(slow: Dagster stores them one by one, 10-15 ms each here: about half an hour for 25,000 disputes)")  # fmt: skip
     parser.add_argument("--status-repeats", type=int, default=5, help="--status-only: cold and cached measurements (medians)")
     parser.add_argument("--steady-state", action=argparse.BooleanOptionalAction, default=True,
                         help="run scripts/bench_retention.py's run_steady_state(args) at the end")  # fmt: skip
