@@ -31,8 +31,6 @@ def local_services(verbose: bool = True) -> Iterator[LocalServices]:
     process's environment. The environment is for Dagster, which reads DAGSTER_HOME and the
     resources' secrets from it in this process, and for every child process; the platform's own
     code takes `services.settings`. Both are put back on the way out."""
-    from dispute_platform.local import LocalServices
-
     with LocalServices() as services:
         if verbose:
             for item in services.started:
