@@ -58,6 +58,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -260,27 +262,19 @@ def settle_tables(*urls: str) -> None:
             conn.close()
 
 
-def measure(args, n: int, seeded: Path, world: Path, ids: list[str], endpoint: str, work: Path) -> Figures:
-    from dagster import DagsterInstance, SensorResult, build_sensor_context, materialize
+@contextmanager
+def seeded_scratch(args, n: int, work: Path, figures: Figures) -> Iterator[tuple]:
+    """Scratch platform and Dagster databases with N historical disputes seeded (and their seeding
+    time and event rows in `figures`): (platform url, Dagster url, DAGSTER_HOME, db, instance)."""
+    from dagster import DagsterInstance
 
-    from dispute_platform import run_keys
-    from dispute_platform.local import scratch_queues
-    from dispute_platform.resources.postgres import PostgresResource
-    from dispute_platform.resources.sqs import SQSResource
     from dispute_platform.store.db import Database, sqlalchemy_url
     from dispute_platform.store.scratch import scratch_database
-    from dispute_platform_tests.definitions import review_decision_sensor, sqs_dispute_sensor
-    from dispute_platform_tests.integration.harness import INTAKE, build_test_resources, decide
 
-    figures = Figures(n)
     with scratch_database(args.admin_url, f"dp_bench_scale_{n}", migrate=True) as url, \
             scratch_database(args.admin_url, f"dp_bench_scale_dagster_{n}") as dagster_url:  # fmt: skip
         os.environ["DAGSTER_POSTGRES_URL"] = sqlalchemy_url(dagster_url)
-        os.environ["BENCH_DAGSTER_URL"] = dagster_url
         home = dagster_home(work / f"home-{n}")
-        tmp = work / f"tmp-{n}"
-        tmp.mkdir()
-        shutil.copytree(seeded, tmp / "chroma")
         db = Database(url)
         instance = DagsterInstance.from_config(str(home))
         started = time.perf_counter()
@@ -288,6 +282,25 @@ def measure(args, n: int, seeded: Path, world: Path, ids: list[str], endpoint: s
         figures.seed_seconds = time.perf_counter() - started
         figures.event_rows = event_rows(dagster_url)
         settle_tables(url, dagster_url)
+        yield url, dagster_url, home, db, instance
+
+
+def measure(args, n: int, seeded: Path, world: Path, ids: list[str], endpoint: str, work: Path) -> Figures:
+    from dagster import SensorResult, build_sensor_context, materialize
+
+    from dispute_platform import run_keys
+    from dispute_platform.local import scratch_queues
+    from dispute_platform.resources.postgres import PostgresResource
+    from dispute_platform.resources.sqs import SQSResource
+    from dispute_platform_tests.definitions import review_decision_sensor, sqs_dispute_sensor
+    from dispute_platform_tests.integration.harness import INTAKE, build_test_resources, decide
+
+    figures = Figures(n)
+    with seeded_scratch(args, n, work, figures) as (url, dagster_url, home, db, instance):
+        os.environ["BENCH_DAGSTER_URL"] = dagster_url
+        tmp = work / f"tmp-{n}"
+        tmp.mkdir()
+        shutil.copytree(seeded, tmp / "chroma")
         cursor = db.fetch_one("SELECT COALESCE(MAX(id), 0) AS id FROM dispute_events")["id"]
         print(f"  N={n}: history seeded in {figures.seed_seconds:.1f} s ({figures.event_rows} event rows)", flush=True)
 
@@ -405,23 +418,10 @@ def measure(args, n: int, seeded: Path, world: Path, ids: list[str], endpoint: s
 
 def measure_status(args, n: int, work: Path) -> Figures:
     """--status-only: seed N disputes, then the partition-status query alone, cold and cached."""
-    from dagster import AssetKey, DagsterInstance
-
-    from dispute_platform.store.db import Database, sqlalchemy_url
-    from dispute_platform.store.scratch import scratch_database
+    from dagster import AssetKey
 
     figures = Figures(n)
-    with scratch_database(args.admin_url, f"dp_bench_scale_{n}", migrate=True) as url, \
-            scratch_database(args.admin_url, f"dp_bench_scale_dagster_{n}") as dagster_url:  # fmt: skip
-        os.environ["DAGSTER_POSTGRES_URL"] = sqlalchemy_url(dagster_url)
-        home = dagster_home(work / f"home-{n}")
-        db = Database(url)
-        instance = DagsterInstance.from_config(str(home))
-        started = time.perf_counter()
-        seed_history(instance, db, n, planned=args.seed_planned)
-        figures.seed_seconds = time.perf_counter() - started
-        figures.event_rows = event_rows(dagster_url)
-        settle_tables(url, dagster_url)
+    with seeded_scratch(args, n, work, figures) as (url, dagster_url, home, db, instance):
         print(f"  N={n}: history seeded in {figures.seed_seconds:.1f} s ({figures.event_rows} event rows)", flush=True)
         colds, cacheds, plain = [], [], []
         for _ in range(args.status_repeats):
