@@ -145,6 +145,9 @@ def test_ten_kills_then_completion_pay_exactly_once(db, sqs, pg_url, tmp_path, c
         "CRASH_SQS_ENDPOINT": sqs.endpoint_url, "CRASH_EVENTS_QUEUE": sqs.dispute_events_queue_url,
         "CRASH_REVIEW_QUEUE": sqs.human_review_queue_url or "",
         "CRASH_TX_PAUSE": "0.04", "CRASH_PROVIDER_PAUSE": "0.4", "STEP_RETRY_DELAY_SECONDS": "0",
+        # One execution at a time: a kill aimed after a refund then lands there, not on another
+        # dispute's transaction that a side-by-side execution started meanwhile.
+        "EXECUTIONS_IN_FLIGHT": "1",
     }  # fmt: skip
     rng = random.Random(SEED)
     landed: list[tuple[str, str]] = []
