@@ -8,9 +8,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TypedDict, cast
 
+from psycopg2.extras import execute_values
+
 from dispute_platform.domain.retention import SettledDispute
 from dispute_platform.domain.states import FINAL
-from dispute_platform.store.audit import audit
+from dispute_platform.store.audit import audit, jsonb
 from dispute_platform.store.db import Cursor
 from dispute_platform.store.rows import ArchivePassRow
 from dispute_platform.store.transitions import lock_case
@@ -43,20 +45,34 @@ def final_but_awaiting_run(cur: Cursor) -> set[str]:
 def mark_archived(cur: Cursor, case_ids: Sequence[str], pass_id: int | None) -> list[str]:
     """Mark the disputes archived, each under its lock and only if it is still settled and not
     archived: a dispute that moved (a re-run, a re-opened case) while the pass ran is left alone.
-    Returns the case ids marked now; each gets an audit row."""
-    marked: list[str] = []
-    for case_id in sorted(case_ids):  # one order for every pass: two passes never deadlock
-        lock_case(cur, case_id)
-        cur.execute(
-            """UPDATE workflow_states SET archived_at = now()
-               WHERE case_id = %s AND archived_at IS NULL AND status = ANY(%s) RETURNING status""",
-            (case_id, _FINAL),
-        )
-        row = cur.fetchone()
-        if row is not None:
-            marked.append(case_id)
-            audit(cur, case_id, "retention", "partition_archived", {"status": row["status"], "archive_pass": pass_id})
-    return marked
+    Returns the case ids marked now; each gets an audit row.
+
+    Three statements for the whole batch: the case locks taken in one sorted order (every pass
+    takes them so: two passes never deadlock; held to the end of the transaction, as a writer's
+    single lock is), the guarded update, and the audit rows."""
+    ordered = sorted(set(case_ids))
+    if not ordered:
+        return []
+    cur.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('case:' || k)) FROM unnest(%s::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n",
+        (ordered,),
+    )
+    cur.execute(
+        """UPDATE workflow_states SET archived_at = now()
+           WHERE case_id = ANY(%s) AND archived_at IS NULL AND status = ANY(%s) RETURNING case_id, status""",
+        (ordered, _FINAL),
+    )
+    marked = sorted((r["case_id"], r["status"]) for r in cur.fetchall())
+    execute_values(
+        cur,
+        "INSERT INTO audit_log (case_id, step, event, actor, details) VALUES %s",
+        [
+            (case_id, "retention", "partition_archived", "system", jsonb({"status": status, "archive_pass": pass_id}))
+            for case_id, status in marked
+        ],
+        page_size=1_000,
+    )
+    return [case_id for case_id, _ in marked]
 
 
 def unarchive(cur: Cursor, case_id: str, reason: str, details: dict[str, object] | None = None) -> bool:

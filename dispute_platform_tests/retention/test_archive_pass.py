@@ -8,7 +8,7 @@ import threading
 import uuid
 
 import pytest
-from dagster import AssetKey, DagsterRun, DagsterRunStatus, materialize
+from dagster import AssetKey, DagsterInstance, DagsterRun, DagsterRunStatus, materialize
 
 from dispute_platform.domain.retention import RetentionPolicy
 from dispute_platform.resources.postgres import PostgresResource
@@ -145,14 +145,15 @@ def test_a_case_reopened_between_the_mark_and_the_delete_keeps_its_key(db, pg_in
     pg_instance.add_dynamic_partitions("disputes", cases)
     for case in cases:
         settle(db, case, "completed", days_ago=40)
-    real_delete = pg_instance.delete_dynamic_partition
+    real_delete = DagsterInstance.delete_dynamic_partition
 
-    def delete_while_an_event_arrives(name: str, key: str) -> None:
+    def delete_while_an_event_arrives(instance: DagsterInstance, name: str, key: str) -> None:
         if key == cases[0]:  # the event's transaction commits just before the key is deleted
             db.transact(lambda cur: store.unarchive(cur, key, "new event"))
-        real_delete(name, key)
+        real_delete(instance, name, key)
 
-    monkeypatch.setattr(pg_instance, "delete_dynamic_partition", delete_while_an_event_arrives)
+    # on the class: the pass deletes through its own pooled instance over the same storage
+    monkeypatch.setattr(DagsterInstance, "delete_dynamic_partition", delete_while_an_event_arrives)
     report = run_archive_pass(db, pg_instance, POLICY)
 
     assert report.figures.keys_restored == 1
@@ -203,11 +204,11 @@ def test_a_pass_that_stopped_after_its_mark_is_finished_by_the_next(db, pg_insta
     for case in cases:
         settle(db, case, "completed", days_ago=40)
 
-    def storage_down(name: str, key: str) -> None:
+    def storage_down(instance: DagsterInstance, name: str, key: str) -> None:
         raise ConnectionError("Dagster storage went away")
 
     with monkeypatch.context() as patch:
-        patch.setattr(pg_instance, "delete_dynamic_partition", storage_down)
+        patch.setattr(DagsterInstance, "delete_dynamic_partition", storage_down)
         with pytest.raises(ConnectionError):
             run_archive_pass(db, pg_instance, POLICY)
     failed = db.fetch_one("SELECT * FROM archive_passes ORDER BY id LIMIT 1")
