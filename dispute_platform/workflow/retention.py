@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, EventRecordsFilter, RunsFilter
 
 from dispute_platform.domain.retention import RetentionPolicy, keys_to_archive
 from dispute_platform.store import retention as store
@@ -46,6 +46,7 @@ DISPUTE_ASSETS = tuple(
     for name in ("raw_case", "enriched_context", "ai_proposal", "review_decision", "executed_resolution", "resolution_embedding")
 )
 IN_PROGRESS = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+MATERIALIZED, PLANNED = DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_MATERIALIZATION_PLANNED
 FINISHED = frozenset({DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED})
 PARTITION_TAG = "dagster/partition"
 RANGE_START = "dagster/asset_partition_range_start"
@@ -106,22 +107,28 @@ def keys_of_active_runs(instance: DagsterInstance, keys: Sequence[str]) -> set[s
 
 
 def runs_touching(instance: DagsterInstance, case_ids: Sequence[str]) -> set[str]:
-    """Runs holding a materialisation (or a planned one) of any of these dispute partitions."""
+    """Runs holding a materialisation (or a planned one) of any of these dispute partitions.
 
-    def one(asset_key: AssetKey, planned: bool) -> set[str]:
-        fetch = instance.fetch_planned_materializations if planned else instance.fetch_materializations
+    Read through the event log storage (`get_event_records`, paged by storage id): the instance's
+    `fetch_planned_materializations` is deprecated in 1.13 and warned on every pass."""
+
+    def one(asset_key: AssetKey, event_type: DagsterEventType) -> set[str]:
         found: set[str] = set()
-        cursor = None
+        after: int | None = None
         while True:
-            result = fetch(AssetRecordsFilter(asset_key=asset_key, asset_partitions=list(case_ids)), limit=_PAGE, cursor=cursor)
-            found.update(r.run_id for r in result.records if r.run_id)
-            if not result.has_more:
+            records = instance.event_log_storage.get_event_records(
+                EventRecordsFilter(event_type, asset_key=asset_key, asset_partitions=list(case_ids), after_cursor=after),
+                limit=_PAGE,
+                ascending=True,
+            )
+            found.update(r.run_id for r in records if r.run_id)
+            if len(records) < _PAGE:
                 return found
-            cursor = result.cursor
+            after = records[-1].storage_id
 
+    jobs = [(key, kind) for key in DISPUTE_ASSETS for kind in (MATERIALIZED, PLANNED)]
     with ThreadPoolExecutor(_WORKERS) as pool:
-        found = pool.map(lambda job: one(*job), [(key, planned) for key in DISPUTE_ASSETS for planned in (False, True)])
-        return set().union(*found)
+        return set().union(*pool.map(lambda job: one(*job), jobs))
 
 
 def delete_keys(instance: DagsterInstance, keys: Sequence[str]) -> None:

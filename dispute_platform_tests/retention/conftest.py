@@ -57,6 +57,18 @@ def intake_run(instance: DagsterInstance, keys: list[str]) -> str:
     return result.run_id
 
 
+def failed_run(instance: DagsterInstance, key: str) -> str:
+    """A run that failed before materialising anything: only its planned events name the dispute."""
+
+    @asset(name="raw_case", partitions_def=disputes_partitions)
+    def raw_case():
+        raise RuntimeError("the CRM is down")
+
+    result = materialize([raw_case], instance=instance, partition_key=key, raise_on_error=False)
+    assert not result.success
+    return result.run_id
+
+
 def review_run(instance: DagsterInstance, key: str) -> str:
     result = materialize(REVIEW, instance=instance, partition_key=key)
     assert result.success

@@ -19,7 +19,7 @@ from dispute_platform.workflow.retention import run_archive_pass
 from dispute_platform_tests.conftest import PLATFORM_TABLES
 from dispute_platform_tests.definitions import asset
 from dispute_platform_tests.money.support import wait_for_lock_waiter
-from dispute_platform_tests.retention.conftest import decide, intake_run, open_disputes, review_run, settle
+from dispute_platform_tests.retention.conftest import decide, failed_run, intake_run, open_disputes, review_run, settle
 
 pytestmark = pytest.mark.integration
 
@@ -88,6 +88,19 @@ def test_pass_archives_settled_disputes_and_their_runs_keeps_in_flight_and_every
     # A second pass finds nothing more to do.
     again = run_archive_pass(db, pg_instance, POLICY, trigger="test")
     assert again.figures.selected == 0 and sorted(pg_instance.get_dynamic_partitions("disputes")) == sorted([e, f, g, h])
+
+
+def test_a_failed_run_that_only_planned_the_dispute_is_pruned_with_it(db, pg_instance):
+    [case] = open_disputes(db, 1)
+    pg_instance.add_dynamic_partitions("disputes", [case])
+    failed = failed_run(pg_instance, case)
+    assert event_rows(pg_instance, failed) > 0 and not pg_instance.get_materialized_partitions(AssetKey("raw_case"))
+    settle(db, case, "invalid", days_ago=40)
+
+    report = run_archive_pass(db, pg_instance, POLICY)
+
+    assert report.figures.runs_deleted == 1 and pg_instance.get_run_record_by_id(failed) is None
+    assert event_rows(pg_instance, failed) == 0
 
 
 def test_the_count_bound_archives_the_oldest_settled_first_and_a_dry_run_changes_nothing(db, pg_instance):
