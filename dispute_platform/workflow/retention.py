@@ -13,7 +13,9 @@ One pass:
    every partition is now archived (`instance.delete_run`, which removes the run and all its event
    rows: the only supported way to remove event rows on SQL storage in 1.13.27);
 4. records the pass in `archive_passes`. A pass that stopped between a mark and its deletes is
-   finished by the next: keys of disputes already marked archived go first.
+   finished by the next: keys of disputes already marked archived go first;
+5. on a server whose autovacuum is off, vacuums the tables it churned once they are due
+   (store/maintenance.py): without it the event log stays bounded in rows but not on disk.
 
 What Dagster keeps (1.13.27, Postgres or SQLite storage): `wipe_asset_partitions` raises
 NotImplementedError there, and `wipe_asset` only hides a whole asset's history; so events are
@@ -37,6 +39,7 @@ from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatu
 from dispute_platform.domain.retention import RetentionPolicy, keys_to_archive
 from dispute_platform.store import retention as store
 from dispute_platform.store.db import Database
+from dispute_platform.store.maintenance import DAGSTER_CHURNED, PLATFORM_CHURNED, vacuum_if_autovacuum_off
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,7 @@ class ArchiveReport:
     batches: int = 0
     seconds: float = 0.0
     selected_keys: list[str] = field(default_factory=list)
+    vacuumed: list[str] = field(default_factory=list)
 
     def metadata(self) -> dict[str, object]:
         f = self.figures
@@ -81,6 +85,7 @@ class ArchiveReport:
             "runs_deleted": f.runs_deleted,
             "event_rows_removed": f.event_rows_removed,
             "batches": self.batches,
+            "vacuumed": ", ".join(self.vacuumed) or "none",
             "seconds": round(self.seconds, 2),
         }
 
@@ -188,6 +193,16 @@ def pooled(instance: DagsterInstance) -> Iterator[DagsterInstance]:
         own.dispose()
 
 
+def vacuum_churned(db: Database, instance: DagsterInstance) -> list[str]:
+    """After a pass that changed something: the tables it churned, vacuumed if the server's
+    autovacuum is off and they are due (store/maintenance.py). Dagster's on Postgres storage only."""
+    done = vacuum_if_autovacuum_off(db.url, PLATFORM_CHURNED, db.schema)
+    dagster_url = getattr(instance.event_log_storage, "postgres_url", None)
+    if isinstance(dagster_url, str):
+        done += vacuum_if_autovacuum_off(dagster_url, DAGSTER_CHURNED)
+    return done
+
+
 def run_archive_pass(
     db: Database,
     instance: DagsterInstance,
@@ -265,6 +280,8 @@ def _archive_pass(
         raise
     figures.partitions_after = len(instance.get_dynamic_partitions(PARTITIONS_NAME))
     db.transact(lambda cur: store.record_pass(cur, pass_id, figures, finished=True))
+    if figures.archived or figures.keys_deleted or figures.runs_deleted:
+        report.vacuumed = vacuum_churned(db, instance)
     report.seconds = time.perf_counter() - began
     log.info(
         "archive pass %s: %s selected, %s archived, %s skipped, %s runs deleted, %s partitions left",
