@@ -19,7 +19,9 @@ hourly; a tick stands for a few hours here). Each tick:
 
 At the end of each simulated day it prints: partition count (the peak before the day's passes and
 after the last), Dagster runs, event-log rows (`SELECT COUNT(*) FROM event_logs`, a measurement
-only), platform dispute rows (never decreasing) and the archived total. It ends with the three
+only) and the table's size on disk (`pg_total_relation_size`: rows deleted but not vacuumed still
+take their space), platform dispute rows (never decreasing), the archived total, the day's pass seconds and the
+day's wall seconds. It ends with the three
 targets of issue 13.
 
 Bodies are representative, not real: no model, no provider; what is measured is what the
@@ -91,6 +93,7 @@ class Day:
     platform_rows: int
     archived: int
     pass_seconds: float
+    event_mb: float = 0.0
 
 
 @dataclass
@@ -103,6 +106,7 @@ class SteadyState:
     rows_lost: int = 0
     event_growth_last_third: float = 0.0
     event_growth_first_third: float = 0.0
+    event_mb_growth_last_third: float = 0.0
     lines: list[str] = field(default_factory=list)
 
     @property
@@ -113,7 +117,8 @@ class SteadyState:
     def event_log_bounded(self) -> bool:
         # Bounded: over the last third the event log grows by at most 10% of what it held at the
         # start of that third (it no longer grows with the disputes taken in).
-        return self.event_growth_last_third <= 0.10
+        # On disk too: deleted rows must be reclaimed (vacuumed), or the table grows all the same.
+        return self.event_growth_last_third <= 0.10 and self.event_mb_growth_last_third <= 0.10
 
 
 def _env() -> None:
@@ -232,7 +237,8 @@ def run_steady_state(args: argparse.Namespace) -> SteadyState:
         f"{policy.max_settled:,} settled; bound {bound:,}"
     )
     say(
-        f"{'day':>4} {'peak keys':>10} {'keys':>8} {'runs':>7} {'event rows':>11} {'platform rows':>14} {'archived':>10} {'pass s':>7}"
+        f"{'day':>4} {'peak keys':>10} {'keys':>8} {'runs':>7} {'event rows':>11} {'event MB':>9} {'platform rows':>14} "
+        f"{'archived':>10} {'pass s':>7} {'day s':>6}"
     )
     began = time.perf_counter()
     start = datetime(2026, 1, 1, tzinfo=UTC)
@@ -252,6 +258,7 @@ def run_steady_state(args: argparse.Namespace) -> SteadyState:
         try:
             previous_rows = 0
             for day in range(args.days):
+                day_began = time.perf_counter()
                 peak = 0
                 pass_seconds = 0.0
                 archived_today = 0
@@ -276,7 +283,8 @@ def run_steady_state(args: argparse.Namespace) -> SteadyState:
                     """SELECT (SELECT COUNT(*) FROM workflow_states) AS platform,
                               (SELECT COUNT(*) FROM workflow_states WHERE archived_at IS NOT NULL) AS archived,
                               (SELECT COUNT(*) FROM public.event_logs) AS events,
-                              (SELECT COUNT(*) FROM public.runs) AS runs"""
+                              (SELECT COUNT(*) FROM public.runs) AS runs,
+                              pg_total_relation_size('public.event_logs') AS event_bytes"""
                 )
                 if counts["platform"] < previous_rows:
                     result.rows_lost += previous_rows - counts["platform"]
@@ -291,12 +299,14 @@ def run_steady_state(args: argparse.Namespace) -> SteadyState:
                     counts["platform"],
                     counts["archived"],
                     pass_seconds,
+                    counts["event_bytes"] / 1e6,
                 )
                 result.days.append(row)
                 result.max_partitions = max(result.max_partitions, peak, keys_now)
                 say(
                     f"{row.day:>4} {row.peak_partitions:>10,} {row.partitions:>8,} {row.runs:>7,} {row.event_rows:>11,} "
-                    f"{row.platform_rows:>14,} {row.archived:>10,} {row.pass_seconds:>7.2f}"
+                    f"{row.event_mb:>9,.0f} {row.platform_rows:>14,} {row.archived:>10,} {row.pass_seconds:>7.2f} "
+                    f"{time.perf_counter() - day_began:>6.1f}"
                 )
             expected = seq
             final = db.fetch_one("SELECT COUNT(*) AS n FROM workflow_states")["n"]
@@ -311,6 +321,8 @@ def run_steady_state(args: argparse.Namespace) -> SteadyState:
         end = result.days[-1].event_rows
         result.event_growth_last_third = (end - last_third_start) / max(1, last_third_start)
         result.event_growth_first_third = (result.days[third - 1].event_rows - first_third_start) / max(1, first_third_start)
+        mb_start = result.days[-third - 1].event_mb
+        result.event_mb_growth_last_third = (result.days[-1].event_mb - mb_start) / max(1e-9, mb_start)
     result.lines = [
         f"simulated {args.days} days x {args.per_day:,}/day ({seq:,} disputes) in {result.seconds:.0f} s"
         + (
@@ -321,7 +333,8 @@ def run_steady_state(args: argparse.Namespace) -> SteadyState:
         f"steady state: max partitions {result.max_partitions:,} (bound {bound:,}) {'MET' if result.bound_met else 'MISSED'}",
         f"postgres rows lost: {result.rows_lost} {'MET' if result.rows_lost == 0 else 'MISSED'}",
         f"event log bounded: {result.days[-1].event_rows if result.days else 0:,} rows at the end; growth over the last "
-        f"third {result.event_growth_last_third:+.1%} (first third {result.event_growth_first_third:+.1%}) "
+        f"third {result.event_growth_last_third:+.1%} (first third {result.event_growth_first_third:+.1%}); on disk "
+        f"{result.days[-1].event_mb if result.days else 0:,.0f} MB, {result.event_mb_growth_last_third:+.1%} over the last third "
         f"{'MET' if result.event_log_bounded else 'MISSED'}",
     ]
     for line in result.lines:
